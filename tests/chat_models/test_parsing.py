@@ -1,0 +1,101 @@
+"""Every reply format a local model writes becomes tool calls; broken ones become invalid calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from spec_tool_node.chat_models.parsing import parse_reply, parse_template_response
+
+WEATHER = {"name": "get_weather", "args": {"city": "Paris"}}
+
+
+def calls(text: str) -> list[dict]:
+    return [{"name": c["name"], "args": c["args"]} for c in parse_reply(text).tool_calls]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}',  # unclosed at the end
+        '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '```\n[{"name": "get_weather", "parameters": {"city": "Paris"}}]\n```',
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+        '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',  # arguments as a string
+        '{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
+        '{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}',
+    ],
+)
+def test_single_call_formats(text):
+    assert calls(text) == [WEATHER]
+    assert parse_reply(text).invalid_tool_calls == []
+
+
+def test_several_calls_in_one_reply():
+    tagged = (
+        '<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>'
+    )
+    jsonl = '{"name": "a", "arguments": {"x": 1}}\n{"name": "b", "arguments": {}}'
+    fenced = '```json\n[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]\n```'
+    expected = [{"name": "a", "args": {"x": 1}}, {"name": "b", "args": {}}]
+    for text in (tagged, jsonl, fenced):
+        assert calls(text) == expected
+    ids = [c["id"] for c in parse_reply(tagged).tool_calls]
+    assert len(set(ids)) == 2 and all(i.startswith("call_") for i in ids)
+
+
+def test_text_around_a_call_stays_content():
+    reply = parse_reply(
+        'Let me check.\n```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    )
+    assert reply.content == "Let me check."
+    assert [c["name"] for c in reply.tool_calls] == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Paris is sunny today.",
+        '```json\n{"temperature": 21}\n```',  # JSON that is not a call is an answer
+        "```python\nprint('hi')\n```",
+        "{not json at all",
+    ],
+)
+def test_plain_answers_have_no_calls(text):
+    reply = parse_reply(text)
+    assert reply.tool_calls == [] and reply.invalid_tool_calls == []
+    assert reply.content == text.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "error"),
+    [
+        ('<tool_call>\n{"name": "get_weather", "arguments": {"city": }\n</tool_call>', "get_weather", "malformed"),
+        ("<tool_call>\nget_weather(city='Paris')\n</tool_call>", None, "malformed"),
+        ('{"name": "get_weather", "arguments": "{city: Paris}"}', "get_weather", "not JSON"),
+        ('{"name": 7, "arguments": {}}', None, "no tool name"),
+        ('{"name": "get_weather", "arguments": [1, 2]}', "get_weather", "not an object"),
+        ('```json\n{"name": "get_weather", "arguments": {"city": "Par\n```', "get_weather", "malformed"),
+        ('<tool_call>\n{"name": "get_weather", "argu', "get_weather", "malformed"),  # cut off
+    ],
+)
+def test_broken_calls_land_in_invalid_tool_calls(text, name, error):
+    reply = parse_reply(text)
+    assert reply.tool_calls == []
+    (bad,) = reply.invalid_tool_calls
+    assert bad["name"] == name and error in bad["error"]
+    assert bad["type"] == "invalid_tool_call" and bad["args"]
+
+
+def test_template_response_dicts():
+    reply = parse_template_response(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            ],
+        }
+    )
+    assert [{"name": c["name"], "args": c["args"]} for c in reply.tool_calls] == [WEATHER]

