@@ -20,7 +20,8 @@ def _names(requested: Sequence[str]) -> list[str]:
 def models_list(args: argparse.Namespace) -> int:
     for name, asset in assets.ASSETS.items():
         state = "installed" if assets.is_installed(name) else "not installed"
-        print(f"{name:32s} {asset.size / 1e6:8.0f} MB  {state:14s} {' '.join(asset.requirements[:1])}...")
+        size = f"{asset.size / 1e6:.0f} MB"
+        print(f"{name:32s} {size:>8s}  {state:14s} {asset.requirements[0]} ...")
     print(f"cache: {assets.cache_root()} (set {assets.CACHE_ENV} to move it)")
     return 0
 

@@ -1,0 +1,76 @@
+"""``CascadeConfig``: which mode, which thresholds, what things cost, which safety policy.
+
+Validated at the boundary (pydantic) and saved as JSON, so a configuration travels with a bundle
+and an evaluation run states exactly what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spec_tool_node.costs import CostModel
+
+Mode = Literal["A", "B", "C", "D", "E"]
+
+
+class ModelSpec(BaseModel):
+    """A model by name (asset, folder or hub id) plus an optional peft adapter folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    adapter: str | None = None
+
+
+class CascadeConfig(BaseModel):
+    """How the speculative node decides.
+
+    Args:
+        mode: ``A`` always strong, ``B`` cheap only, ``C`` cheap + prompted strong judge,
+            ``D`` cheap + trained verifier, ``E`` N sampled drafts reranked by the verifier.
+        threshold: a draft is accepted when its p(ACCEPT) is at least this.
+        n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
+        sample_kwargs: call options that make the proposer sample the extra drafts of mode E.
+        cost_model: prices for the ledger.
+        safety: path of a safety policy file (JSON or YAML); relative paths in a saved config
+            are resolved against the config file's folder.
+        proposer, strong, verifier: optional model specs, used by bundles and the CLI to build
+            the models; a node given model objects directly ignores them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = "D"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    n_drafts: int = Field(default=3, ge=2)
+    sample_kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"do_sample": True, "temperature": 0.8}
+    )
+    cost_model: CostModel = Field(default_factory=CostModel)
+    safety: str | None = None
+    proposer: ModelSpec | None = None
+    strong: ModelSpec | None = None
+    verifier: ModelSpec | None = None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> CascadeConfig:
+        """Load a saved config; errors name the file and the offending field."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON: {e}") from e
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(f"{path}: invalid cascade config:\n{e}") from e
+        if config.safety and not Path(config.safety).is_absolute():
+            config.safety = str(path.parent / config.safety)
+        return config

@@ -1,0 +1,195 @@
+"""``langchain.agents.create_agent`` middleware: the cascade around the model call, a tool gate.
+
+    agent = create_agent(
+        model=strong,  # the agent's own model is the strong one
+        tools=tools,
+        middleware=[
+            SpeculativeActionMiddleware(proposer=cheap, verifier=verifier),
+            SafetyGateMiddleware(policy),
+        ],
+    )
+
+``SpeculativeActionMiddleware`` wraps the model call: the proposer runs through the same handler
+(``handler(request.override(model=proposer))``), so tools, system prompt and the other middleware
+apply to drafts exactly as to the strong call. ``SafetyGateMiddleware`` checks every tool call
+right before it runs and answers a forbidden one with an error ``ToolMessage`` instead.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, NotRequired
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain.agents.middleware.types import ExtendedModelResponse
+from langchain.tools.tool_node import ToolCallRequest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langgraph.types import Command
+
+from spec_tool_node.actions import ToolCall, ToolCallsAction, tool_schemas
+from spec_tool_node.cascade import Cascade
+from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import TurnRecord
+from spec_tool_node.node import STREAM_KEY, load_policy, model_name
+from spec_tool_node.safety import SafetyPolicy
+from spec_tool_node.verifiers.base import Verifier
+from spec_tool_node.verifiers.judge import ChatModelVerifier
+
+
+class SpecMiddlewareState(AgentState):
+    """Agent state plus the per-turn ledger."""
+
+    spec_ledger: NotRequired[Annotated[list[TurnRecord], operator.add]]
+
+
+def _message(response: Any) -> AIMessage:
+    """The AIMessage inside whatever a model handler returned."""
+    if isinstance(response, ExtendedModelResponse):
+        response = response.model_response
+    if isinstance(response, AIMessage):
+        return response
+    return next(m for m in reversed(response.result) if isinstance(m, AIMessage))
+
+
+class _HandlerModels:
+    """Model calls for one turn of the middleware, all through the agent's own handler."""
+
+    def __init__(
+        self, mw: SpeculativeActionMiddleware, request: ModelRequest, handler: Callable
+    ) -> None:
+        self.request, self.handler = request, handler
+        self.proposer, self.strong = mw.proposer, mw.strong or request.model
+        self.sample_kwargs = mw.config.sample_kwargs
+        self.proposer_name, self.strong_name = model_name(self.proposer), model_name(self.strong)
+        self.judge = mw.judge or ChatModelVerifier(self.strong)
+
+    def _draft_request(self, sample: bool) -> ModelRequest:
+        settings = {**self.request.model_settings, **(self.sample_kwargs if sample else {})}
+        return self.request.override(model=self.proposer, model_settings=settings)
+
+    def draft(self, sample: bool) -> AIMessage:
+        return _message(self.handler(self._draft_request(sample)))
+
+    def act(self) -> AIMessage:
+        return _message(self.handler(self.request.override(model=self.strong)))
+
+    async def adraft(self, sample: bool) -> AIMessage:
+        return _message(await self.handler(self._draft_request(sample)))
+
+    async def aact(self) -> AIMessage:
+        return _message(await self.handler(self.request.override(model=self.strong)))
+
+
+class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]):
+    """Speculative action selection for ``create_agent``.
+
+    Args:
+        proposer: the cheap chat model that drafts actions.
+        verifier: scores drafts in modes D and E.
+        strong: the strong model; defaults to the agent's own model.
+        config: the :class:`CascadeConfig`.
+        safety: a :class:`SafetyPolicy` or policy file checked on the chosen action.
+    """
+
+    state_schema = SpecMiddlewareState
+
+    def __init__(
+        self,
+        *,
+        proposer: BaseChatModel | None = None,
+        verifier: Verifier | None = None,
+        strong: BaseChatModel | None = None,
+        config: CascadeConfig | None = None,
+        safety: SafetyPolicy | str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or CascadeConfig()
+        if self.config.mode != "A" and proposer is None:
+            raise ValueError(f"mode {self.config.mode} needs a proposer (proposer=...)")
+        self.proposer, self.strong, self.verifier = proposer, strong, verifier
+        self.judge = ChatModelVerifier(strong) if strong is not None else None
+        self.cascade = Cascade(
+            self.config, verifier=verifier, policy=load_policy(safety, self.config)
+        )
+
+    @staticmethod
+    def _context(request: ModelRequest) -> tuple[list[BaseMessage], dict[str, dict[str, Any]]]:
+        system: list[BaseMessage] = [request.system_message] if request.system_message else []
+        return [*system, *request.messages], tool_schemas(request.tools)
+
+    @staticmethod
+    def _response(
+        request: ModelRequest, message: AIMessage, turn: TurnRecord
+    ) -> ExtendedModelResponse:
+        writer = getattr(request.runtime, "stream_writer", None)
+        if writer is not None:
+            writer({STREAM_KEY: turn.model_dump()})
+        return ExtendedModelResponse(
+            model_response=ModelResponse(result=[message]),
+            command=Command(update={"spec_ledger": [turn]}),
+        )
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ExtendedModelResponse:
+        context, tools = self._context(request)
+        message, turn = self.cascade.run(_HandlerModels(self, request, handler), context, tools)
+        return self._response(request, message, turn)
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ExtendedModelResponse:
+        context, tools = self._context(request)
+        models = _HandlerModels(self, request, handler)
+        message, turn = await self.cascade.arun(models, context, tools)
+        return self._response(request, message, turn)
+
+
+class SafetyGateMiddleware(AgentMiddleware):
+    """Checks every tool call right before it runs; a forbidden one never runs.
+
+    The tool gets an error ``ToolMessage`` naming the rule instead, so the model sees why.
+
+    Args:
+        policy: a :class:`SafetyPolicy` or the path of a policy file.
+        escalate: what an ``escalate`` rule means at tool time, where there is no stronger model
+            left to ask: ``"block"`` (default) or ``"allow"``.
+    """
+
+    def __init__(
+        self, policy: SafetyPolicy | str | Path, *, escalate: Literal["block", "allow"] = "block"
+    ) -> None:
+        super().__init__()
+        self.policy = policy if isinstance(policy, SafetyPolicy) else SafetyPolicy.from_file(policy)
+        self.escalate = escalate
+
+    def _refusal(self, request: ToolCallRequest) -> ToolMessage | None:
+        call = request.tool_call
+        decision = self.policy.check(
+            ToolCallsAction(calls=[ToolCall(name=call["name"], arguments=call["args"])])
+        )
+        if decision.effect == "allow" or (
+            decision.effect == "escalate" and self.escalate == "allow"
+        ):
+            return None
+        return ToolMessage(
+            content=f"BLOCKED by safety rule {decision.rule}: {decision.reason} (tool not run)",
+            tool_call_id=call["id"],
+            name=call["name"],
+            status="error",
+        )
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command]
+    ) -> ToolMessage | Command:
+        return self._refusal(request) or handler(request)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]],
+    ) -> ToolMessage | Command:
+        return self._refusal(request) or await handler(request)

@@ -1,0 +1,182 @@
+"""``SpeculativeActionNode``: the drop-in model node of a LangGraph ReAct loop.
+
+    builder = StateGraph(SpecAgentState)
+    builder.add_node("agent", SpeculativeActionNode(proposer=cheap, strong=strong,
+                                                    verifier=verifier, tools=tools))
+    builder.add_node("tools", ToolNode(tools))
+    builder.add_conditional_edges("agent", tools_condition)
+
+The node returns ``{"messages": [AIMessage], "spec_ledger": [TurnRecord]}``. The AIMessage carries
+``usage_metadata`` (all model calls of the turn), ``response_metadata["model_name"]`` of the model
+whose action won and ``response_metadata["spec"]`` (mode, path, p_accept, reject reason, cost,
+savings). Every decision is also written to LangGraph's custom stream.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import merge_configs
+from langchain_core.tools import BaseTool
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.graph import MessagesState
+from langgraph.types import StreamWriter
+
+from spec_tool_node.actions import tool_schemas
+from spec_tool_node.cascade import Cascade
+from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import TurnRecord
+from spec_tool_node.safety import SafetyPolicy
+from spec_tool_node.verifiers.base import Verifier
+from spec_tool_node.verifiers.judge import ChatModelVerifier
+
+STREAM_KEY = "spec_tool_node"
+"""Key of the decision events on LangGraph's custom stream."""
+
+
+class SpecAgentState(MessagesState):
+    """``MessagesState`` plus the per-turn ledger (appended to on every decision)."""
+
+    spec_ledger: Annotated[list[TurnRecord], operator.add]
+
+
+def model_name(model: Any) -> str:
+    """A readable name for a chat model (HFChatModel.model, ChatOpenAI.model_name, ...)."""
+    for attr in ("model", "model_name", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str):
+            return value
+    return type(model).__name__
+
+
+def load_policy(safety: SafetyPolicy | str | Path | None, config: CascadeConfig) -> SafetyPolicy:
+    """The policy object given, else the config's policy file, else allow-all."""
+    if isinstance(safety, SafetyPolicy):
+        return safety
+    source = safety or config.safety
+    return SafetyPolicy.from_file(source) if source else SafetyPolicy()
+
+
+class _BoundModels:
+    """Model calls for one turn of the node: bound models invoked with the node's config."""
+
+    def __init__(
+        self, node: SpeculativeActionNode, messages: list[BaseMessage], config: RunnableConfig
+    ) -> None:
+        self.node, self.messages, self.config = node, messages, config
+        self.proposer_name = model_name(node.proposer) if node.proposer else ""
+        self.strong_name = model_name(node.strong) if node.strong else ""
+        self.judge = node.judge
+
+    def _call(self, role: str, sample: bool = False) -> tuple[Runnable, RunnableConfig]:
+        runnable = self.node._bound[f"{role}_sampled" if sample else role]
+        config = merge_configs(
+            self.config, {"tags": [f"{STREAM_KEY}:{role}"], "run_name": f"spec_{role}"}
+        )
+        return runnable, config
+
+    def draft(self, sample: bool) -> AIMessage:
+        runnable, config = self._call("proposer", sample)
+        return runnable.invoke(self.messages, config)
+
+    def act(self) -> AIMessage:
+        runnable, config = self._call("strong")
+        return runnable.invoke(self.messages, config)
+
+    async def adraft(self, sample: bool) -> AIMessage:
+        runnable, config = self._call("proposer", sample)
+        return await runnable.ainvoke(self.messages, config)
+
+    async def aact(self) -> AIMessage:
+        runnable, config = self._call("strong")
+        return await runnable.ainvoke(self.messages, config)
+
+
+class SpeculativeActionNode(RunnableCallable):
+    """A LangGraph node that picks the agent's next action speculatively.
+
+    Args:
+        proposer: the cheap chat model that drafts actions (not needed in mode A).
+        strong: the strong chat model, called only when a draft is rejected (not needed in B).
+        tools: the tools the agent may call (as given to ``ToolNode``): drafts are validated
+            against their schemas and they are bound to both models.
+        verifier: scores drafts in modes D and E (e.g. ``TrainedVerifier``).
+        config: the :class:`CascadeConfig` (mode, threshold, drafts, cost model, policy file).
+        safety: a :class:`SafetyPolicy` or the path of a policy file; defaults to the config's.
+        system_prompt: prepended to the conversation for every model call.
+        name: the node's run name.
+        messages_key: the state key holding the conversation.
+
+    Raises:
+        ValueError: the mode needs a model or verifier that was not given.
+    """
+
+    def __init__(
+        self,
+        *,
+        proposer: BaseChatModel | None = None,
+        strong: BaseChatModel | None = None,
+        tools: Sequence[BaseTool | Callable | dict[str, Any]] = (),
+        verifier: Verifier | None = None,
+        config: CascadeConfig | None = None,
+        safety: SafetyPolicy | str | Path | None = None,
+        system_prompt: str | None = None,
+        name: str = "agent",
+        messages_key: str = "messages",
+    ) -> None:
+        super().__init__(self._func, self._afunc, name=name, trace=False)
+        self.config = config or CascadeConfig()
+        if self.config.mode != "A" and proposer is None:
+            raise ValueError(f"mode {self.config.mode} needs a proposer (proposer=...)")
+        self.proposer, self.strong, self.verifier = proposer, strong, verifier
+        self.judge = ChatModelVerifier(strong) if strong is not None else None
+        self.tools = tool_schemas(tools)
+        self.system_prompt = system_prompt
+        self.messages_key = messages_key
+        self.cascade = Cascade(
+            self.config,
+            verifier=verifier,
+            policy=load_policy(safety, self.config),
+            has_strong=strong is not None,
+        )
+        tool_list = [{"type": "function", "function": f} for f in self.tools.values()]
+        self._bound: dict[str, Runnable] = {}
+        if proposer is not None:
+            self._bound["proposer"] = proposer.bind_tools(tool_list) if tool_list else proposer
+            self._bound["proposer_sampled"] = self._bound["proposer"].bind(
+                **self.config.sample_kwargs
+            )
+        if strong is not None:
+            self._bound["strong"] = strong.bind_tools(tool_list) if tool_list else strong
+
+    def _messages(self, state: dict[str, Any] | list[AnyMessage]) -> list[BaseMessage]:
+        messages = state if isinstance(state, list) else state[self.messages_key]
+        if self.system_prompt:
+            return [SystemMessage(self.system_prompt), *messages]
+        return list(messages)
+
+    def _output(self, message: AIMessage, turn: TurnRecord, writer: StreamWriter) -> dict[str, Any]:
+        writer({STREAM_KEY: turn.model_dump()})
+        return {self.messages_key: [message], "spec_ledger": [turn]}
+
+    def _func(
+        self, state: dict[str, Any], config: RunnableConfig, writer: StreamWriter
+    ) -> dict[str, Any]:
+        messages = self._messages(state)
+        message, turn = self.cascade.run(_BoundModels(self, messages, config), messages, self.tools)
+        return self._output(message, turn, writer)
+
+    async def _afunc(
+        self, state: dict[str, Any], config: RunnableConfig, writer: StreamWriter
+    ) -> dict[str, Any]:
+        messages = self._messages(state)
+        message, turn = await self.cascade.arun(
+            _BoundModels(self, messages, config), messages, self.tools
+        )
+        return self._output(message, turn, writer)

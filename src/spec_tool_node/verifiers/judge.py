@@ -1,0 +1,100 @@
+"""The prompted judge (mode C): any LangChain chat model asked ACCEPT or REJECT."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from spec_tool_node.actions import Action
+from spec_tool_node.costs import CallRecord, Role
+from spec_tool_node.verifiers.base import Verdict, Verifier
+from spec_tool_node.verifiers.prompt import verifier_messages
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+_LABEL = re.compile(r"\b(ACCEPT|REJECT)\b")
+_LABEL_ANY_CASE = re.compile(r"\b(accept|reject)\b", re.IGNORECASE)
+
+
+def judge_answer(text: str) -> float:
+    """1.0 for ACCEPT, 0.0 for REJECT or an unclear reply (an unclear judge is a reject).
+
+    Reasoning in ``<think>`` tags is skipped; the first label written in capitals decides, else the
+    first in any case.
+    """
+    text = _THINK.sub("", text)
+    match = _LABEL.search(text) or _LABEL_ANY_CASE.search(text)
+    return 1.0 if match is not None and match.group(1).upper() == "ACCEPT" else 0.0
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content or [])
+
+
+class ChatModelVerifier(Verifier):
+    """A chat model prompted as a judge with the verifier prompt; one call per draft.
+
+    Args:
+        model: any LangChain chat model (usually the strong model, unbound).
+        role: the role its calls are billed to (default ``"strong"``).
+        name: model name in cost records when the reply does not name its model.
+    """
+
+    def __init__(self, model: BaseChatModel, *, role: Role = "strong", name: str | None = None):
+        self.model = model
+        self.role: Role = role
+        named = (getattr(model, a, None) for a in ("model_name", "model"))
+        self.name = name or next((n for n in named if isinstance(n, str) and n), None)
+        self.name = self.name or type(model).__name__
+
+    def _messages(
+        self, context: Sequence[BaseMessage], tools: Sequence[dict[str, Any]], draft: Action
+    ) -> list[BaseMessage]:
+        system, user = verifier_messages(context, tools, draft)
+        return [SystemMessage(system["content"]), HumanMessage(user["content"])]
+
+    def _verdict(self, reply: Any, start: float) -> Verdict:
+        usage = getattr(reply, "usage_metadata", None) or {}
+        metadata = getattr(reply, "response_metadata", None) or {}
+        record = CallRecord(
+            role=self.role,
+            model=str(metadata.get("model_name") or self.name),
+            purpose="judge",
+            input_tokens=usage.get("input_tokens", 0),
+            output_tokens=usage.get("output_tokens", 0),
+            wall_s=time.perf_counter() - start,
+        )
+        return Verdict(judge_answer(_content_text(reply.content)), record)
+
+    def score_batch(
+        self,
+        context: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> list[Verdict]:
+        verdicts = []
+        for draft in drafts:
+            start = time.perf_counter()
+            reply = self.model.invoke(self._messages(context, tools, draft))
+            verdicts.append(self._verdict(reply, start))
+        return verdicts
+
+    async def ascore_batch(
+        self,
+        context: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> list[Verdict]:
+        async def one(draft: Action) -> Verdict:
+            start = time.perf_counter()
+            reply = await self.model.ainvoke(self._messages(context, tools, draft))
+            return self._verdict(reply, start)
+
+        return list(await asyncio.gather(*(one(d) for d in drafts)))
