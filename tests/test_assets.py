@@ -35,7 +35,9 @@ def fake_asset(tmp_path, monkeypatch):
 
 
 def test_unknown_asset_lists_known_ones():
-    with pytest.raises(assets.AssetError, match="unknown model asset 'qwen-9b'.*smollm2-135m-instruct"):
+    with pytest.raises(
+        assets.AssetError, match="unknown model asset 'qwen-9b'.*smollm2-135m-instruct"
+    ):
         assets.resolve("qwen-9b")
 
 
@@ -86,4 +88,3 @@ def test_packaged_asset_resolves_to_a_loadable_folder():
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert "quantization_config" not in (folder / "config.json").read_text()
     assert assets.resolve("smollm2-135m-instruct") == folder  # second call hits the cache
-

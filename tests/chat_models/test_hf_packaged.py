@@ -33,7 +33,9 @@ def test_smollm2_smoke_real_model_with_tools():
     assert reply.usage_metadata["input_tokens"] > 100  # the tool description is in the prompt
     assert 0 < reply.usage_metadata["output_tokens"] <= 48
     assert reply.response_metadata["model_name"] == "smollm2-135m-instruct"
-    assert len(reply.response_metadata["logprobs"]["content"]) == reply.usage_metadata["output_tokens"]
+    assert (
+        len(reply.response_metadata["logprobs"]["content"]) == reply.usage_metadata["output_tokens"]
+    )
 
 
 @pytest.mark.slow

@@ -71,12 +71,20 @@ def test_plain_answers_have_no_calls(text):
 @pytest.mark.parametrize(
     ("text", "name", "error"),
     [
-        ('<tool_call>\n{"name": "get_weather", "arguments": {"city": }\n</tool_call>', "get_weather", "malformed"),
+        (
+            '<tool_call>\n{"name": "get_weather", "arguments": {"city": }\n</tool_call>',
+            "get_weather",
+            "malformed",
+        ),
         ("<tool_call>\nget_weather(city='Paris')\n</tool_call>", None, "malformed"),
         ('{"name": "get_weather", "arguments": "{city: Paris}"}', "get_weather", "not JSON"),
         ('{"name": 7, "arguments": {}}', None, "no tool name"),
         ('{"name": "get_weather", "arguments": [1, 2]}', "get_weather", "not an object"),
-        ('```json\n{"name": "get_weather", "arguments": {"city": "Par\n```', "get_weather", "malformed"),
+        (
+            '```json\n{"name": "get_weather", "arguments": {"city": "Par\n```',
+            "get_weather",
+            "malformed",
+        ),
         ('<tool_call>\n{"name": "get_weather", "argu', "get_weather", "malformed"),  # cut off
     ],
 )
@@ -94,7 +102,10 @@ def test_template_response_dicts():
             "role": "assistant",
             "content": "",
             "tool_calls": [
-                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+                {
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                }
             ],
         }
     )

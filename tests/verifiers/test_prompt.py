@@ -92,8 +92,9 @@ def test_deterministic_and_draft_sensitive():
 
 def test_render_ends_with_generation_prompt(tiny_tokenizer):
     prompt = render_verifier_prompt(tiny_tokenizer, CONTEXT, TOOLS, DRAFT)
-    assert prompt.startswith(f"<|im_start|>system\n{VERIFIER_SYSTEM}<|im_end|>\n<|im_start|>user\n")
-    assert prompt.endswith("Answer ACCEPT or REJECT.<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.startswith(f"<|im_start|>system\n{VERIFIER_SYSTEM}<|im_end|>")
+    assert "Answer ACCEPT or REJECT.<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
     assert prompt == render_verifier_prompt(tiny_tokenizer, CONTEXT, TOOLS, DRAFT)
 
 

@@ -58,7 +58,11 @@ def test_probabilities_and_record(verifier):
     assert record is not None and all(v.record is None for v in verdicts[1:])
     assert (record.role, record.purpose, record.model) == ("verifier", "verify", "tiny-verifier")
     lengths = [
-        len(verifier.tokenizer(render_verifier_prompt(verifier.tokenizer, CONTEXT, TOOLS, d)).input_ids)
+        len(
+            verifier.tokenizer(
+                render_verifier_prompt(verifier.tokenizer, CONTEXT, TOOLS, d)
+            ).input_ids
+        )
         for d in DRAFTS
     ]
     assert record.input_tokens == sum(lengths) > 0
