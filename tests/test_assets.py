@@ -36,7 +36,7 @@ def fake_asset(tmp_path, monkeypatch):
 
 def test_unknown_asset_lists_known_ones():
     with pytest.raises(
-        assets.AssetError, match="unknown model asset 'qwen-9b'.*smollm2-135m-instruct"
+        assets.AssetError, match=r"unknown model asset 'qwen-9b'.*smollm2-135m-instruct"
     ):
         assets.resolve("qwen-9b")
 

@@ -70,7 +70,7 @@ def models(proposer_script=(), strong_script=()):
 
 
 def test_mode_a_always_strong():
-    cheap, strong = models(strong_script=[call("get_weather", city="Paris"), say("Sunny.")])
+    _, strong = models(strong_script=[call("get_weather", city="Paris"), say("Sunny.")])
     node = SpeculativeActionNode(strong=strong, tools=TOOLS, config=CascadeConfig(mode="A"))
     out = graph(node).invoke({"messages": QUESTION})
     assert RAN == [("get_weather", {"city": "Paris"})]
@@ -96,7 +96,7 @@ def test_mode_b_cheap_only():
 def test_mode_c_strong_judge(verdict, path, cost):
     script = [say(verdict)] + ([call("get_weather", city="Paris")] if verdict == "REJECT" else [])
     cheap, strong = models(
-        [call("get_weather", city="Paris"), say("Sunny.")], script + [say("ACCEPT")]
+        [call("get_weather", city="Paris"), say("Sunny.")], [*script, say("ACCEPT")]
     )
     node = SpeculativeActionNode(
         proposer=cheap, strong=strong, tools=TOOLS, config=CascadeConfig(mode="C")
@@ -252,7 +252,7 @@ def test_strong_exception_propagates_with_a_clear_message():
         tools=TOOLS,
         config=CascadeConfig(mode="D"),
     )
-    with pytest.raises(CascadeError, match="strong model 'strong' failed.*quota exceeded"):
+    with pytest.raises(CascadeError, match=r"strong model 'strong' failed.*quota exceeded"):
         graph(node).invoke({"messages": QUESTION})
 
 
@@ -482,7 +482,7 @@ def test_model_can_choose_blocked_itself():
     assert turn.path == "blocked" and turn.action == '{"blocked": "I will not delete your files."}'
 
 
-# -- bad input --------------------------------------------------------------------------------------
+# -- bad input ---------------------------------------------------------------------------------
 
 
 def test_threshold_outside_unit_interval_fails_at_construction():

@@ -21,7 +21,8 @@ def calls(text: str) -> list[dict]:
         '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
         '```\n[{"name": "get_weather", "parameters": {"city": "Paris"}}]\n```',
         '{"name": "get_weather", "arguments": {"city": "Paris"}}',
-        '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',  # arguments as a string
+        # arguments as a JSON string:
+        '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',
         '{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
         '{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}',
     ],

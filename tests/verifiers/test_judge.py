@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from pydantic import Field
 
 from spec_tool_node.actions import RespondAction, ToolCall, ToolCallsAction
 from spec_tool_node.verifiers import VERIFIER_SYSTEM, ChatModelVerifier, judge_answer
@@ -18,7 +19,7 @@ DRAFTS = [
 
 
 class RecordingModel(GenericFakeChatModel):
-    seen: list = []
+    seen: list = Field(default_factory=list)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.seen.append(messages)
@@ -26,7 +27,7 @@ class RecordingModel(GenericFakeChatModel):
 
 
 def scripted(*replies: AIMessage) -> RecordingModel:
-    return RecordingModel(messages=iter(replies), seen=[])
+    return RecordingModel(messages=iter(replies))
 
 
 def test_accept_reject_and_unclear():

@@ -28,15 +28,15 @@ BAD = RespondAction(content="I do not know.")
 DRAFTS = [GOOD, BAD, BlockedAction(reason="refused by the model")]
 
 
-def teach_labels(model, tokenizer, examples: list[tuple[str, int]], steps: int = 150) -> None:
+def teach_labels(model, tokenizer, examples: list[tuple[str, int]], steps: int = 50) -> None:
     """Overfit the model so each prompt's next token is its label token (all prompts jointly)."""
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     model.train()
     for _ in range(steps):
         loss = 0
         for prompt, label in examples:
             ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
-            logits = model(input_ids=ids).logits[0, -1]
+            logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
             loss = loss + torch.nn.functional.cross_entropy(logits[None], torch.tensor([label]))
         opt.zero_grad()
         loss.backward()
