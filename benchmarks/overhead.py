@@ -1,6 +1,6 @@
 """The node's own overhead per decision, with models that answer instantly.
 
-    python benchmarks/overhead.py --decisions 2000 --concurrency 64 --out benchmarks/results/overhead
+    python benchmarks/overhead.py --decisions 2000 --concurrency 64
 
 The proposer, strong model and verifier here return a fixed answer at once, so what is timed is
 the cascade itself: binding, draft validation against the tool schemas, the safety gate, the
@@ -200,34 +200,45 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
     }
-    command = f"python benchmarks/overhead.py --decisions {args.decisions} --concurrency {args.concurrency} --turns {args.turns}"
+    command = (
+        f"python benchmarks/overhead.py --decisions {args.decisions} "
+        f"--concurrency {args.concurrency} --turns {args.turns}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(
         json.dumps({"machine": machine, "command": command, "results": results}, indent=2)
     )
+    bare = results["bare_model_call"]
     lines = [
         "# Node overhead per decision (instant models)",
         "",
-        f"Machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}. Command: `{command}`.",
-        f"Sync: {args.decisions} timed decisions per path after 200 warm-up; async: {args.concurrency} concurrent trajectories x {args.turns} decisions.",
-        "Overhead excluding model calls = total minus (model calls per decision x median bare instant-model call).",
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}.",
+        f"Command: `{command}`.",
+        f"Sync: {args.decisions} timed decisions per path after 200 warm-up; async: "
+        f"{args.concurrency} concurrent trajectories x {args.turns} decisions.",
+        "Overhead excluding model calls = total minus (model calls per decision x median bare "
+        "instant-model call).",
         "",
         "| path | median ms | p95 ms | overhead excl. model calls: median ms | p95 ms |",
         "|---|---|---|---|---|",
-        f"| bare instant model call (bound, invoke) | {results['bare_model_call']['median_ms']} | {results['bare_model_call']['p95_ms']} | - | - |",
+        f"| bare instant model call | {bare['median_ms']} | {bare['p95_ms']} | - | - |",
     ]
     for label in nodes:
-        r = results[f"sync {label}"]
+        total, own = (
+            results[f"sync {label}"][k] for k in ("total", "overhead_excluding_model_calls")
+        )
         lines.append(
-            f"| sync {label} | {r['total']['median_ms']} | {r['total']['p95_ms']} | {r['overhead_excluding_model_calls']['median_ms']} | {r['overhead_excluding_model_calls']['p95_ms']} |"
+            f"| sync {label} | {total['median_ms']} | {total['p95_ms']} "
+            f"| {own['median_ms']} | {own['p95_ms']} |"
         )
     a = results[f"async D accepted, {args.concurrency} concurrent"]
     lines += [
         "",
-        f"Async, {args.concurrency} concurrent trajectories (mode D, accepted): per-decision latency median "
-        f"{a['per_decision_latency']['median_ms']} ms, p95 {a['per_decision_latency']['p95_ms']} ms (it includes waiting "
-        f"for the event loop behind the other {args.concurrency - 1} trajectories); throughput {a['decisions_per_s']} decisions/s, "
-        f"i.e. {a['cpu_ms_per_decision']} ms of loop time per decision.",
+        f"Async, {args.concurrency} concurrent trajectories (mode D, accepted): per-decision "
+        f"latency median {a['per_decision_latency']['median_ms']} ms, p95 "
+        f"{a['per_decision_latency']['p95_ms']} ms (waiting behind the other "
+        f"{args.concurrency - 1} trajectories included); throughput {a['decisions_per_s']} "
+        f"decisions/s, i.e. {a['cpu_ms_per_decision']} ms of event-loop time per decision.",
         "",
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines))

@@ -1,6 +1,6 @@
 """A two-tool LangGraph ReAct agent whose model node is speculative (mode D), on real local models.
 
-    python examples/weather_agent.py [--mode D] [--threshold 0.5] [--strong qwen2.5-coder-1.5b-instruct]
+    python examples/weather_agent.py [--mode D] [--threshold 0.5] [--verifier-adapter DIR]
 
 The cheap proposer (Qwen2.5-Coder-0.5B) drafts each action, a verifier scores it in one forward
 pass, and the strong model (Qwen2.5-Coder-1.5B) acts only when the draft is rejected. A safety
