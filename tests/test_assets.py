@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
@@ -88,3 +89,15 @@ def test_packaged_asset_resolves_to_a_loadable_folder():
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert "quantization_config" not in (folder / "config.json").read_text()
     assert assets.resolve("smollm2-135m-instruct") == folder  # second call hits the cache
+
+
+def test_work_folders_of_dead_conversions_are_removed(fake_asset, tmp_path):
+    asset, _ = fake_asset
+    cache = tmp_path / "cache"
+    dead = cache / f".{asset.name}.999999999.abc"  # no such pid
+    alive = cache / f".{asset.name}.{os.getpid()}.def"  # a conversion still running
+    dead.mkdir(parents=True)
+    alive.mkdir()
+    with pytest.raises(Exception):  # noqa: B017 - the fake bytes are no GGUF
+        assets.resolve(asset.name)
+    assert not dead.exists() and alive.exists()

@@ -182,7 +182,8 @@ def resolve(name: str) -> Path:
         return target
     chunks = chunk_paths(asset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{asset.name}.", dir=target.parent))
+    _remove_abandoned(target.parent, asset.name)
+    work = Path(tempfile.mkdtemp(prefix=f".{asset.name}.{os.getpid()}.", dir=target.parent))
     try:
         if len(chunks) == 1:  # read the packaged file in place
             gguf_dir, filename = chunks[0].parent, chunks[0].name
@@ -207,3 +208,21 @@ def resolve(name: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _remove_abandoned(root: Path, name: str) -> None:
+    """Delete work folders of conversions whose process died (killed before its cleanup ran)."""
+    for folder in root.glob(f".{name}.*.*"):
+        pid = folder.name[len(name) + 2 :].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

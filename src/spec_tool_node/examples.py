@@ -64,7 +64,9 @@ def tool_name(tool: dict[str, Any]) -> str:
     return tool.get("function", tool)["name"]
 
 
-def read_examples(path: str | Path, *, on_error: Literal["raise", "skip"] = "raise") -> Iterator[Example]:
+def read_examples(
+    path: str | Path, *, on_error: Literal["raise", "skip"] = "raise"
+) -> Iterator[Example]:
     """Yield the examples of a JSONL file.
 
     Args:
@@ -80,7 +82,8 @@ def read_examples(path: str | Path, *, on_error: Literal["raise", "skip"] = "rai
                 yield Example.model_validate_json(line)
             except ValidationError as e:
                 problems = "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or 'line'}: {err['msg']}" for err in e.errors()
+                    f"{'.'.join(str(p) for p in err['loc']) or 'line'}: {err['msg']}"
+                    for err in e.errors()
                 )
                 message = f"{path}:{number}: {problems}"
                 if on_error == "raise":
@@ -96,7 +99,9 @@ def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
     count = 0
     with tmp.open("w", encoding="utf-8") as f:
         for example in examples:
-            f.write(json.dumps(example.model_dump(exclude_defaults=True), ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(example.model_dump(exclude_defaults=True), ensure_ascii=False) + "\n"
+            )
             count += 1
     tmp.replace(path)
     return count

@@ -53,6 +53,9 @@ FALLBACK_TOOL_PROMPT = (
 
 TOOL_CHOICE_HINT = "You must answer with a tool call."
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|end_of_text|>")
+_PASSED_BY_LANGCHAIN = {"tools", "tool_choice", "parallel_tool_calls", "ls_structured_output_format"}
+"""Call options LangChain or create_agent may pass: accepted (several calls per reply are always
+allowed, structured output is parsed by the caller)."""
 _GEN_OPTIONS = (
     "max_new_tokens",
     "do_sample",
@@ -362,7 +365,7 @@ class HFChatModel(BaseChatModel):
     # -- generation ---------------------------------------------------------------------------
 
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_GEN_OPTIONS) - {"tools", "tool_choice"}
+        unknown = set(overrides) - set(_GEN_OPTIONS) - _PASSED_BY_LANGCHAIN
         if unknown:
             raise TypeError(f"HFChatModel got unknown generation options: {sorted(unknown)}")
         opts = {k: overrides.get(k, getattr(self, k)) for k in _GEN_OPTIONS}
