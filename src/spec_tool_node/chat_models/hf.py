@@ -53,7 +53,12 @@ FALLBACK_TOOL_PROMPT = (
 
 TOOL_CHOICE_HINT = "You must answer with a tool call."
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|end_of_text|>")
-_PASSED_BY_LANGCHAIN = {"tools", "tool_choice", "parallel_tool_calls", "ls_structured_output_format"}
+_PASSED_BY_LANGCHAIN = {
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "ls_structured_output_format",
+}
 """Call options LangChain or create_agent may pass: accepted (several calls per reply are always
 allowed, structured output is parsed by the caller)."""
 _GEN_OPTIONS = (
