@@ -229,3 +229,27 @@ def test_local_folder_and_peft_adapter(tmp_path, tiny_tokenizer, tiny_model):
     assert a.token_ids == b.token_ids and a.logprobs != b.logprobs
     with pytest.raises(ValueError, match="adapter folder"):
         HFChatModel(model=str(base_dir), adapter=str(tmp_path / "missing"))
+
+
+def test_openai_dicts_render_like_langchain_messages(tiny_tokenizer):
+    lc = [
+        HumanMessage(QUESTION),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}]),
+        ToolMessage("sunny", tool_call_id="c1"),
+    ]
+    openai = [
+        {"role": "user", "content": QUESTION},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+    ]
+    assert render_prompt(tiny_tokenizer, openai, []) == render_prompt(tiny_tokenizer, lc, [])

@@ -119,11 +119,15 @@ def _text(content: str | list[Any]) -> str:
 
 
 def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict[str, Any]]:
-    """LangChain messages to the OpenAI-style dicts chat templates read (dicts pass through)."""
+    """LangChain messages (or OpenAI dicts) to the dicts chat templates read.
+
+    OpenAI dicts carry call arguments as JSON strings; templates expect objects, so they are
+    decoded here and both inputs render identically.
+    """
     out: list[dict[str, Any]] = []
     for m in messages:
         if isinstance(m, dict):
-            out.append(m)
+            out.append(_decoded_arguments(m))
         elif isinstance(m, SystemMessage):
             out.append({"role": "system", "content": _text(m.content)})
         elif isinstance(m, HumanMessage):
@@ -152,6 +156,21 @@ def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict
         else:
             out.append({"role": m.type, "content": _text(m.content)})
     return out
+
+
+def _decoded_arguments(message: dict[str, Any]) -> dict[str, Any]:
+    if not message.get("tool_calls"):
+        return message
+    calls = []
+    for c in message["tool_calls"]:
+        function = dict(c.get("function", c))
+        if isinstance(function.get("arguments"), str):
+            try:
+                function["arguments"] = json.loads(function["arguments"] or "{}")
+            except json.JSONDecodeError:
+                pass  # leave it: the template renders the raw text
+        calls.append({**c, "function": function} if "function" in c else function)
+    return {**message, "tool_calls": calls}
 
 
 _PROBE_TOOL = {
