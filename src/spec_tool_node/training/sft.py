@@ -1,0 +1,159 @@
+"""LoRA fine-tuning with HF ``Trainer`` + peft: SFT of the proposer and the strong model.
+
+Proposer and strong model get the same LoRA config (:func:`lora_config`) and the same data, so
+a comparison between them is fair (the seed study compared a tuned 1.7B with a frozen 8B).
+Seeds are fixed, training resumes from the last checkpoint in ``output_dir``, and the same script
+runs unchanged under ``accelerate launch`` on several GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from spec_tool_node.chat_models.hf import load_pretrained
+from spec_tool_node.examples import Example
+from spec_tool_node.training.data import Features, check_template, render_sft
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of one LoRA run (the CLI exposes each as an option)."""
+
+    max_steps: int = 100
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    max_length: int = 1024
+    seed: int = 0
+    save_steps: int = 50
+    eval_steps: int = 50
+    logging_steps: int = 5
+    dtype: str = "float32"
+
+
+def lora_config(cfg: TrainConfig) -> LoraConfig:
+    """The one LoRA config every model of a cascade is trained with."""
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+class Collator:
+    """Right-pads ids with the pad token, labels with -100, and builds the attention mask."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+
+        def pad(key: str, value: int) -> torch.Tensor:
+            return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
+
+        ids = pad("input_ids", self.pad_id)
+        mask = torch.tensor(
+            [[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch]
+        )
+        return {"input_ids": ids, "labels": pad("labels", -100), "attention_mask": mask}
+
+
+def _rows(features: Sequence[Features]) -> list[dict[str, list[int]]]:
+    return [{"input_ids": f.input_ids, "labels": f.labels} for f in features]
+
+
+def train_lora(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Features],
+    output_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    eval_set: Sequence[Features] = (),
+    resume: bool = True,
+) -> Path:
+    """Train a LoRA adapter on ready features; returns the adapter folder (``output_dir/adapter``).
+
+    Resumes from the newest ``checkpoint-*`` in ``output_dir`` when ``resume`` is set.
+    """
+    output_dir = Path(output_dir)
+    set_seed(cfg.seed)
+    peft_model = get_peft_model(model, lora_config(cfg))
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(10, cfg.max_steps // 10),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if eval_set else "no",
+        eval_steps=cfg.eval_steps,
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=_rows(train),
+        eval_dataset=_rows(eval_set) if eval_set else None,
+        data_collator=Collator(tokenizer.pad_token_id),
+    )
+    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    adapter = output_dir / "adapter"
+    peft_model.save_pretrained(adapter)
+    metrics = {
+        "global_step": trainer.state.global_step,
+        "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
+        "log_history": trainer.state.log_history,
+    }
+    (adapter / "training.json").write_text(
+        json.dumps({"config": asdict(cfg), **metrics}, indent=2, default=str)
+    )
+    return adapter
+
+
+def train_sft(
+    base: str,
+    train: Sequence[Example],
+    output_dir: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    eval_examples: Sequence[Example] = (),
+    resume: bool = True,
+) -> Path:
+    """LoRA SFT of ``base`` (asset name, folder or hub id) on examples; returns the adapter folder.
+
+    Raises:
+        TemplateError: before any training, when the chat template cannot render the data.
+    """
+    cfg = cfg or TrainConfig()
+    model, tokenizer = load_pretrained(base, dtype=cfg.dtype)
+    check_template(tokenizer, train)
+    features = [render_sft(tokenizer, e, max_length=cfg.max_length) for e in train]
+    eval_set = [render_sft(tokenizer, e, max_length=cfg.max_length) for e in eval_examples]
+    return train_lora(model, tokenizer, features, output_dir, cfg, eval_set=eval_set, resume=resume)
