@@ -29,12 +29,15 @@ from langgraph.graph import MessagesState
 from langgraph.types import StreamWriter
 
 from spec_tool_node.actions import tool_schemas
+from spec_tool_node.bundle import Bundle
 from spec_tool_node.cascade import Cascade
-from spec_tool_node.config import CascadeConfig
+from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
+from spec_tool_node.verifiers.trained import TrainedVerifier
 
 STREAM_KEY = "spec_tool_node"
 """Key of the decision events on LangGraph's custom stream."""
@@ -154,6 +157,37 @@ class SpeculativeActionNode(RunnableCallable):
             )
         if strong is not None:
             self._bound["strong"] = strong.bind_tools(tool_list) if tool_list else strong
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        tools: Sequence[BaseTool | Callable | dict[str, Any]],
+        **kwargs: Any,
+    ) -> SpeculativeActionNode:
+        """Build the node from a bundle folder (config, adapters): local models, trained verifier.
+
+        Extra keyword arguments (``safety``, ``system_prompt``, ...) go to the constructor.
+        """
+        config = Bundle.from_pretrained(directory).config
+
+        def chat(spec: ModelSpec | None) -> HFChatModel | None:
+            return HFChatModel(model=spec.model, adapter=spec.adapter) if spec else None
+
+        verifier = (
+            TrainedVerifier(model=config.verifier.model, adapter=config.verifier.adapter)
+            if config.verifier
+            else None
+        )
+        return cls(
+            proposer=chat(config.proposer),
+            strong=chat(config.strong),
+            verifier=verifier,
+            tools=tools,
+            config=config,
+            **kwargs,
+        )
 
     def _messages(self, state: dict[str, Any] | list[AnyMessage]) -> list[BaseMessage]:
         messages = state if isinstance(state, list) else state[self.messages_key]

@@ -196,7 +196,7 @@ def test_hard_negatives_come_from_running_the_proposer(tmp_path, tiny_tokenizer)
     assert drafts == {
         "ex0": ['{"tool_calls": [{"arguments": {"city": "Lyon"}, "name": "get_weather"}]}']
     }
-    pairs, mix = build_pairs([ex], drafts)
+    _, mix = build_pairs([ex], drafts)
     assert mix["proposer_wrong"] == 1
     assert (
         mine_drafts(proposer, [ex], tmp_path / "drafts.jsonl", progress=False) == drafts
@@ -247,7 +247,10 @@ def test_lora_sft_learns_saves_loads_and_resumes(tmp_path, tiny_tokenizer):
     b = HFChatModel(model=str(base), adapter=str(adapter), dtype="float32")
     base_model = HFChatModel(model=str(base), dtype="float32")
     msgs = convert_to_messages(examples[0].messages)
-    target = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}\n</tool_call>'
+    target = (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}'
+        "\n</tool_call>"
+    )
     sa, sb, s0 = (
         m.score_continuation(msgs, target, tools=examples[0].tools) for m in (a, b, base_model)
     )

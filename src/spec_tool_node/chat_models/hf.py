@@ -19,6 +19,7 @@ tool calls are written in that form and tool results are passed back as user tur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -165,10 +166,9 @@ def _decoded_arguments(message: dict[str, Any]) -> dict[str, Any]:
     for c in message["tool_calls"]:
         function = dict(c.get("function", c))
         if isinstance(function.get("arguments"), str):
-            try:
+            # undecodable arguments stay as they are: the template renders the raw text
+            with contextlib.suppress(json.JSONDecodeError):
                 function["arguments"] = json.loads(function["arguments"] or "{}")
-            except json.JSONDecodeError:
-                pass  # leave it: the template renders the raw text
         calls.append({**c, "function": function} if "function" in c else function)
     return {**message, "tool_calls": calls}
 

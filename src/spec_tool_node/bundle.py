@@ -1,0 +1,107 @@
+"""Bundles: a folder with a cascade config, its adapters and a card, loadable in one call.
+
+    bundle/
+      cascade.json          CascadeConfig; adapter paths relative to the folder
+      adapters/proposer/    peft adapters (any of proposer, strong, verifier)
+      adapters/verifier/
+      probe.pt              optional hidden-state probe (mode G)
+      card.json, README.md  base models, data, split, steps and measured metrics
+
+``Bundle.from_pretrained(dir)`` resolves the adapter paths, so ``SpeculativeActionNode
+.from_pretrained(dir, tools=...)`` and the evaluation runner can build the models directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spec_tool_node.config import CascadeConfig, ModelSpec
+
+ROLES = ("proposer", "strong", "verifier")
+
+
+@dataclass
+class Bundle:
+    """A cascade config plus everything it needs, and the card that says how it was made."""
+
+    config: CascadeConfig
+    card: dict[str, Any] = field(default_factory=dict)
+    probe: Path | None = None
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the bundle (copying adapters in); the folder appears complete or not at all."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            config = self.config.model_copy(deep=True)
+            for role in ROLES:
+                spec: ModelSpec | None = getattr(config, role)
+                if spec is not None and spec.adapter:
+                    shutil.copytree(
+                        spec.adapter,
+                        work / "adapters" / role,
+                        ignore=shutil.ignore_patterns("checkpoint-*"),
+                    )
+                    spec.adapter = f"adapters/{role}"
+            if self.probe is not None:
+                shutil.copy(self.probe, work / "probe.pt")
+            config.save(work / "cascade.json")
+            (work / "card.json").write_text(json.dumps(self.card, indent=2, default=str) + "\n")
+            (work / "README.md").write_text(render_card(config, self.card))
+            if directory.exists():
+                shutil.rmtree(directory)
+            work.rename(directory)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Bundle:
+        """Load a bundle; adapter paths become absolute, missing ones are an error."""
+        directory = Path(directory)
+        if not (directory / "cascade.json").is_file():
+            raise FileNotFoundError(f"{directory} is not a bundle: no cascade.json in it")
+        config = CascadeConfig.load(directory / "cascade.json")
+        for role in ROLES:
+            spec: ModelSpec | None = getattr(config, role)
+            if spec is not None and spec.adapter:
+                path = (directory / spec.adapter).resolve()
+                if not path.is_dir():
+                    raise FileNotFoundError(
+                        f"bundle {directory}: {role} adapter {spec.adapter} is missing"
+                    )
+                spec.adapter = str(path)
+        card_path = directory / "card.json"
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        probe = directory / "probe.pt"
+        return cls(config=config, card=card, probe=probe if probe.is_file() else None)
+
+
+def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:
+    """A README for the bundle: what it is, how it was made, what it measured."""
+    lines = [
+        "# spec-tool-node bundle",
+        "",
+        f"Mode {config.mode}, threshold {config.threshold}.",
+        "",
+    ]
+    for role in ROLES:
+        spec = getattr(config, role)
+        if spec is not None:
+            lines.append(
+                f"- {role}: `{spec.model}`"
+                + (f" + adapter `{spec.adapter}`" if spec.adapter else "")
+            )
+    for key, value in card.items():
+        lines += ["", f"## {key}", ""]
+        if isinstance(value, dict):
+            lines += [f"- {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(str(value))
+    return "\n".join(lines) + "\n"

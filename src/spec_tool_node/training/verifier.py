@@ -1,0 +1,182 @@
+"""Verifier training: the ACCEPT/REJECT classifier, a hidden-state probe, threshold calibration.
+
+The classifier is a causal LM with a LoRA adapter trained on balanced pairs
+(:func:`spec_tool_node.training.data.build_pairs`) with the loss on the one label token of the
+prompt ``TrainedVerifier`` reads. The probe is a logistic head on the proposer's last hidden state
+of its own draft (mode G): it costs no extra forward pass and trains in seconds. Calibration picks
+the threshold that reaches a target accept rate or precision on a calibration split, as RouteLLM
+calibrates its routers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spec_tool_node.chat_models.hf import load_pretrained
+from spec_tool_node.examples import Example
+from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
+from spec_tool_node.training.sft import TrainConfig, train_lora
+
+
+def train_verifier(
+    base: str,
+    examples: Sequence[Example],
+    drafts: dict[str, list[str]],
+    output_dir: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    eval_fraction: float = 0.1,
+    resume: bool = True,
+) -> tuple[Path, Counter[str]]:
+    """Train the classifier on balanced pairs; returns the adapter folder and the pair mix.
+
+    A held-out slice of the pairs (by example id, so no context is in both) is used for evaluation
+    during training; the pairs themselves are written to ``output_dir/pairs.jsonl``.
+    """
+    cfg = cfg or TrainConfig()
+    model, tokenizer = load_pretrained(base, dtype=cfg.dtype)
+    check_template(tokenizer, examples)
+    pairs, mix = build_pairs(examples, drafts, seed=cfg.seed)
+    by_id = {e.id: e for e in examples}
+    ids = sorted({p.example_id for p in pairs})
+    random.Random(cfg.seed).shuffle(ids)
+    held = set(ids[: int(len(ids) * eval_fraction)])
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with (output_dir / "pairs.jsonl").open("w") as f:
+        for p in pairs:
+            f.write(json.dumps({**p.__dict__, "eval": p.example_id in held}) + "\n")
+
+    def features(selected: list[Pair]) -> list:
+        return [
+            render_pair(tokenizer, by_id[p.example_id], p, max_length=cfg.max_length)
+            for p in selected
+        ]
+
+    train = features([p for p in pairs if p.example_id not in held])
+    evaluation = features([p for p in pairs if p.example_id in held])
+    adapter = train_lora(
+        model, tokenizer, train, output_dir, cfg, eval_set=evaluation, resume=resume
+    )
+    return adapter, mix
+
+
+# -- hidden-state probe --------------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    """A logistic head on a hidden state: p(draft is right) = sigmoid(w . (h - mean) / std + b)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def predict(self, hidden: torch.Tensor) -> torch.Tensor:
+        z = (hidden.float() - self.mean) / self.std
+        return torch.sigmoid(z @ self.weight + self.bias)
+
+    def save(self, path: str | Path) -> None:
+        torch.save({k: getattr(self, k) for k in ("weight", "bias", "mean", "std")}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Probe:
+        return cls(**torch.load(path, weights_only=True))
+
+
+def train_probe(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int = 300,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> Probe:
+    """Fit the probe with full-batch L-BFGS on standardised features (seconds on a CPU)."""
+    torch.manual_seed(seed)
+    x = hidden.float()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    y = labels.float()
+    weight = torch.zeros(z.shape[1], requires_grad=True)
+    bias = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=epochs, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(z @ weight + bias, y)
+            + l2 * weight.pow(2).sum()
+        )
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Probe(weight.detach(), bias.detach(), mean, std)
+
+
+# -- calibration and metrics ---------------------------------------------------------------------
+
+
+def calibrate(
+    scores: Sequence[float],
+    labels: Sequence[bool],
+    *,
+    accept_rate: float | None = None,
+    precision: float | None = None,
+) -> float:
+    """The threshold that reaches a target accept rate, or the lowest one reaching a precision.
+
+    Exactly one target must be given. With ``precision``, if no threshold reaches it, the
+    threshold that maximises precision is returned (accepting as little as that needs).
+    """
+    if (accept_rate is None) == (precision is None):
+        raise ValueError("give exactly one of accept_rate or precision")
+    ordered = sorted(zip(scores, labels, strict=True), key=lambda t: -t[0])
+    if not ordered:
+        raise ValueError("calibration needs at least one scored example")
+    if accept_rate is not None:
+        if not 0.0 <= accept_rate <= 1.0:
+            raise ValueError(f"accept_rate must be in [0, 1], got {accept_rate}")
+        k = round(accept_rate * len(ordered))
+        return 1.0 + 1e-9 if k == 0 else ordered[k - 1][0]
+    candidates: list[tuple[float, float]] = []  # (threshold, precision when accepting >= it)
+    right = 0
+    for i, (score, label) in enumerate(ordered, start=1):
+        right += label
+        if i < len(ordered) and ordered[i][0] == score:
+            continue  # a threshold accepts every tie at once
+        candidates.append((score, right / i))
+    meeting = [t for t, p in candidates if p >= precision]
+    if meeting:
+        return min(meeting)
+    return max(candidates, key=lambda c: (c[1], c[0]))[0]
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: how often a right draft outscores a wrong one (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def precision_recall(
+    scores: Sequence[float], labels: Sequence[bool], threshold: float
+) -> tuple[float, float]:
+    """Precision and recall of "accept" at a threshold (precision 1.0 when nothing is accepted)."""
+    accepted = [y for s, y in zip(scores, labels, strict=True) if s >= threshold]
+    positives = sum(labels)
+    precision = sum(accepted) / len(accepted) if accepted else 1.0
+    recall = sum(accepted) / positives if positives else float("nan")
+    return precision, recall

@@ -1,0 +1,118 @@
+"""Verifier training, the hidden-state probe, calibration, metrics and bundles (tiny models)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from langchain_core.messages import HumanMessage
+from peft import LoraConfig, get_peft_model
+
+from spec_tool_node.actions import action_from_canonical
+from spec_tool_node.bundle import Bundle
+from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.node import SpeculativeActionNode
+from spec_tool_node.training.sft import TrainConfig
+from spec_tool_node.training.verifier import (
+    Probe,
+    auroc,
+    calibrate,
+    precision_recall,
+    train_probe,
+    train_verifier,
+)
+from spec_tool_node.verifiers import TrainedVerifier
+from tests.conftest import make_model
+from tests.training.test_data_sft import WEATHER_TOOL, example
+
+
+def test_calibrate_to_accept_rate_and_precision():
+    scores, labels = [0.9, 0.8, 0.7, 0.1], [True, True, False, True]
+    assert calibrate(scores, labels, accept_rate=0.5) == 0.8
+    assert calibrate(scores, labels, accept_rate=0.0) > 0.9
+    assert calibrate(scores, labels, precision=1.0) == 0.8
+    assert calibrate(scores, labels, precision=0.75) == 0.1
+    assert calibrate([0.5, 0.4], [False, False], precision=0.9) == 0.5  # unreachable: most precise
+    with pytest.raises(ValueError, match="exactly one"):
+        calibrate(scores, labels)
+    with pytest.raises(ValueError, match="accept_rate must be in"):
+        calibrate(scores, labels, accept_rate=1.5)
+
+
+def test_auroc_and_precision_recall():
+    assert auroc([0.9, 0.8, 0.2], [True, True, False]) == 1.0
+    assert auroc([0.1, 0.9], [True, False]) == 0.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+    assert precision_recall([0.9, 0.6, 0.4], [True, False, True], 0.5) == (0.5, 0.5)
+
+
+def test_probe_learns_a_separable_signal_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    labels = torch.rand(200) > 0.5
+    hidden = torch.randn(200, 16) + labels[:, None].float() * torch.linspace(0, 2, 16)
+    probe = train_probe(hidden, labels)
+    accuracy = ((probe.predict(hidden) > 0.5) == labels).float().mean()
+    assert accuracy > 0.95
+    probe.save(tmp_path / "probe.pt")
+    assert torch.equal(Probe.load(tmp_path / "probe.pt").predict(hidden), probe.predict(hidden))
+
+
+@pytest.fixture
+def base_folder(tmp_path, tiny_tokenizer):
+    folder = tmp_path / "base"
+    make_model(tiny_tokenizer).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_trained_verifier_separates_its_training_pairs(tmp_path, base_folder):
+    examples = [example(i, c) for i, c in enumerate(["Paris", "Lyon", "Nice"])]
+    cfg = TrainConfig(max_steps=40, batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, logging_steps=10)
+    adapter, mix = train_verifier(str(base_folder), examples, {}, tmp_path / "verifier", cfg, eval_fraction=0.0)
+    pairs = [json.loads(line) for line in (tmp_path / "verifier" / "pairs.jsonl").read_text().splitlines()]
+    assert sum(p["accept"] for p in pairs) == len(pairs) / 2 and sum(mix.values()) == len(pairs)
+    verifier = TrainedVerifier(model=str(base_folder), adapter=str(adapter), dtype="float32")
+    by_id = {e.id: e for e in examples}
+    scores = {True: [], False: []}
+    for p in pairs:
+        ex = by_id[p["example_id"]]
+        context = [HumanMessage(ex.messages[0]["content"])]
+        scores[p["accept"]].append(verifier.score(context, ex.tools, action_from_canonical(p["draft"])).p_accept)
+    assert auroc(scores[True] + scores[False], [True] * len(scores[True]) + [False] * len(scores[False])) > 0.9
+
+
+def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_tokenizer):
+    adapter = tmp_path / "adapter"
+    get_peft_model(make_model(tiny_tokenizer), LoraConfig(r=2, target_modules="all-linear")).save_pretrained(adapter)
+    config = CascadeConfig(
+        mode="D",
+        threshold=0.6,
+        proposer=ModelSpec(model=str(base_folder), adapter=str(adapter)),
+        strong=ModelSpec(model=str(base_folder)),
+        verifier=ModelSpec(model=str(base_folder), adapter=str(adapter)),
+    )
+    card = {"metrics": {"auroc": 0.91}, "data": "bfcl train split"}
+    saved = Bundle(config=config, card=card).save_pretrained(tmp_path / "bundle")
+    Bundle(config=config, card=card).save_pretrained(saved)  # saving over an existing bundle works
+    assert (saved / "adapters" / "verifier" / "adapter_config.json").is_file()
+    assert "auroc: 0.91" in (saved / "README.md").read_text()
+    assert json.loads((saved / "cascade.json").read_text())["verifier"]["adapter"] == "adapters/verifier"
+
+    loaded = Bundle.from_pretrained(saved)
+    assert loaded.config.threshold == 0.6 and loaded.card == card
+    assert loaded.config.verifier.adapter == str((saved / "adapters" / "verifier").resolve())
+
+    node = SpeculativeActionNode.from_pretrained(saved, tools=[WEATHER_TOOL])
+    update = node.invoke({"messages": [HumanMessage("What's the weather in Paris?")]})
+    (turn,) = update["spec_ledger"]
+    assert turn.mode == "D" and turn.calls[0].role == "cheap"
+
+    (saved / "adapters" / "verifier" / "adapter_config.json").unlink()
+    import shutil
+
+    shutil.rmtree(saved / "adapters" / "verifier")
+    with pytest.raises(FileNotFoundError, match="verifier adapter adapters/verifier is missing"):
+        Bundle.from_pretrained(saved)
+    with pytest.raises(FileNotFoundError, match="no cascade.json"):
+        Bundle.from_pretrained(tmp_path)
