@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from spec_tool_node import assets
+from spec_tool_node.examples import ExampleError
+from spec_tool_node.training.data import TemplateError
 
 
 def _names(requested: Sequence[str]) -> list[str]:
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("names", nargs="*", help="asset names (default: all)")
     p.set_defaults(func=models_prepare)
+
+    from spec_tool_node.training.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -72,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except assets.AssetError as e:
+    except (assets.AssetError, ExampleError, TemplateError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -365,47 +366,70 @@ def mine_drafts(
     examples: Sequence[Example],
     cache: str | Path,
     *,
+    signals: bool = False,
     progress: bool = True,
 ) -> dict[str, list[str]]:
     """Run the proposer on each example once and cache its draft (JSONL, resumable).
 
     Returns example id -> canonical texts of its valid drafts. Drafts that do not parse or break
     the tool schemas are recorded but not returned: the cascade rejects those before any
-    verifier, so the verifier never has to judge them.
+    verifier, so the verifier never has to judge them. With ``signals`` (an HFChatModel
+    proposer), each record also keeps the draft's mean token log-prob and last hidden state, the
+    zero-cost confidence signals of mode G.
     """
     from langchain_core.messages import convert_to_messages
     from tqdm.auto import tqdm
 
     from spec_tool_node.actions import InvalidActionError, action_from_message, validate_action
 
-    cache = Path(cache)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict[str, Any]] = {}
-    if cache.exists():
-        for line in cache.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                done[record["id"]] = record
+    done = load_draft_cache(cache)
     todo = [e for e in examples if e.id not in done]
-    with cache.open("a", encoding="utf-8") as f:
+    options = {"return_logprobs": True, "return_hidden_state": True} if signals else {}
+    with Path(cache).open("a", encoding="utf-8") as f:
         for ex in tqdm(todo, desc="mining proposer drafts", disable=not progress):
-            message = (
-                proposer.bind_tools(ex.tools).invoke(convert_to_messages(ex.messages))
-                if ex.tools
-                else proposer.invoke(convert_to_messages(ex.messages))
-            )
-            record: dict[str, Any] = {"id": ex.id, "text": message.text}
+            model = proposer.bind_tools(ex.tools) if ex.tools else proposer
+            start = time.perf_counter()
+            message = model.invoke(convert_to_messages(ex.messages), **options)
+            usage = message.usage_metadata or {}
+            record: dict[str, Any] = {
+                "id": ex.id,
+                "text": message.text,
+                "wall_s": round(time.perf_counter() - start, 3),
+                "input_tokens": usage.get("input_tokens", 0),
+                "output_tokens": usage.get("output_tokens", 0),
+            }
+            if signals:
+                record["mean_logprob"] = message.response_metadata["logprobs"]["mean"]
+                record["hidden_state"] = message.response_metadata.get("hidden_state")
             try:
                 action = action_from_message(message)
-                validate_action(
-                    action, {t.get("function", t)["name"]: t.get("function", t) for t in ex.tools}
-                )
+                tools = {t.get("function", t)["name"]: t.get("function", t) for t in ex.tools}
+                validate_action(action, tools)
                 record.update(
                     draft=canonical_text(action), valid=True, right=matches(action, ex.gold)
                 )
             except InvalidActionError as e:
-                record.update(draft=None, valid=False, error=str(e))
+                record.update(draft=None, valid=False, right=False, error=str(e))
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             done[ex.id] = record
     return {i: [r["draft"]] for i, r in done.items() if r.get("valid")}
+
+
+def load_draft_cache(cache: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a draft cache; a line cut off by a killed run is ignored (it is recomputed)."""
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    if cache.exists():
+        text = cache.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # drop the half-written last line before appending
+            text = text[: text.rfind("\n") + 1]
+            cache.write_text(text, encoding="utf-8")
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[record["id"]] = record
+    return done

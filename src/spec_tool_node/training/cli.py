@@ -1,0 +1,249 @@
+"""``spec-tool-node data ...`` and ``spec-tool-node train ...``: the training pipeline's commands.
+
+A verifier bundle is rebuilt with (see benchmarks/verifier_run.sh for the exact sizes used):
+
+    spec-tool-node data bfcl --split train --out runs/data/train.jsonl
+    spec-tool-node train mine --proposer qwen2.5-coder-0.5b-instruct --data runs/data/train.jsonl \\
+        --cache runs/drafts/train.jsonl --signals
+    spec-tool-node train verifier --base smollm2-135m-instruct --data runs/data/train.jsonl \\
+        --drafts runs/drafts/train.jsonl --out runs/verifier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [t for t in text.split(",") if t] if text else None
+
+
+def _lora_options(p: argparse.ArgumentParser) -> None:
+    from spec_tool_node.training.sft import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per device step")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation")
+    p.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help="peak learning rate"
+    )
+    p.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank")
+    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha, help="LoRA alpha")
+    p.add_argument(
+        "--target-modules",
+        default="all-linear",
+        help="comma-separated module names, or all-linear (smaller sets keep adapters small)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=d.max_length,
+        help="tokens per example (prompt cut from the left)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help="seed for data order, init and sampling"
+    )
+    p.add_argument(
+        "--save-steps",
+        type=int,
+        default=d.save_steps,
+        help="checkpoint every N steps (resume point)",
+    )
+    p.add_argument("--dtype", default=d.dtype, help="weights dtype while training (float32 on CPU)")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from spec_tool_node.training.sft import TrainConfig
+
+    modules = (
+        args.target_modules
+        if args.target_modules == "all-linear"
+        else args.target_modules.split(",")
+    )
+    return TrainConfig(
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        learning_rate=args.learning_rate,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        target_modules=modules,
+        max_length=args.max_length,
+        seed=args.seed,
+        save_steps=args.save_steps,
+        eval_steps=args.save_steps,
+        dtype=args.dtype,
+    )
+
+
+def _examples(path: Path, on_error: str, limit: int | None = None) -> list:
+    from spec_tool_node.examples import read_examples
+
+    examples = list(read_examples(path, on_error=on_error))
+    return examples[:limit] if limit else examples
+
+
+def data_bfcl(args: argparse.Namespace) -> int:
+    from spec_tool_node import bfcl
+    from spec_tool_node.examples import write_examples
+
+    examples = bfcl.load_split(args.split, _split_list(args.categories), args.limit_per_category)
+    count = write_examples(args.out, examples)
+    print(f"wrote {count} {args.split} examples to {args.out}")
+    return 0
+
+
+def data_chat_logs(args: argparse.Namespace) -> int:
+    from spec_tool_node.examples import write_examples
+    from spec_tool_node.training.data import read_chat_logs
+
+    count = write_examples(args.out, read_chat_logs(args.logs, on_error=args.on_error))
+    print(f"wrote {count} decision examples to {args.out}")
+    return 0
+
+
+def train_mine(args: argparse.Namespace) -> int:
+    from spec_tool_node.chat_models.hf import HFChatModel
+    from spec_tool_node.training.data import load_draft_cache, mine_drafts
+
+    proposer = HFChatModel(
+        model=args.proposer, adapter=args.adapter, max_new_tokens=args.max_new_tokens
+    )
+    mine_drafts(
+        proposer, _examples(args.data, args.on_error, args.limit), args.cache, signals=args.signals
+    )
+    records = load_draft_cache(args.cache).values()
+    valid = sum(r["valid"] for r in records)
+    right = sum(r.get("right", False) for r in records)
+    print(f"{len(records)} drafts: {valid} valid, {right} right, {valid - right} valid but wrong")
+    return 0
+
+
+def train_sft_cmd(args: argparse.Namespace) -> int:
+    from spec_tool_node.training.sft import train_sft
+
+    evaluation = _examples(args.eval_data, args.on_error) if args.eval_data else []
+    adapter = train_sft(
+        args.base,
+        _examples(args.data, args.on_error, args.limit),
+        args.out,
+        _config(args),
+        eval_examples=evaluation,
+        resume=not args.no_resume,
+    )
+    print(f"adapter: {adapter}")
+    return 0
+
+
+def train_verifier_cmd(args: argparse.Namespace) -> int:
+    from spec_tool_node.training.data import load_draft_cache
+    from spec_tool_node.training.verifier import train_verifier
+
+    drafts = (
+        {i: [r["draft"]] for i, r in load_draft_cache(args.drafts).items() if r.get("valid")}
+        if args.drafts
+        else {}
+    )
+    adapter, mix = train_verifier(
+        args.base,
+        _examples(args.data, args.on_error, args.limit),
+        drafts,
+        args.out,
+        _config(args),
+        resume=not args.no_resume,
+    )
+    print(f"adapter: {adapter}\npair mix: {json.dumps(dict(mix), sort_keys=True)}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``data`` and ``train`` on the main parser."""
+    data = commands.add_parser("data", help="build example files (JSONL, DESIGN section 5)")
+    sub = data.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("bfcl", help="BFCL v4 (from the bfcl-eval package) on the fixed split")
+    p.add_argument(
+        "--split",
+        choices=["train", "heldout"],
+        required=True,
+        help="train: live_* + even multi-turn ids; heldout: the rest",
+    )
+    p.add_argument(
+        "--categories", help="comma-separated BFCL categories (default: all of the split)"
+    )
+    p.add_argument(
+        "--limit-per-category", type=int, help="first N examples (multi-turn: N tasks) per category"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output JSONL")
+    p.set_defaults(func=data_bfcl)
+    p = sub.add_parser(
+        "chat-logs", help="OpenAI-style chat logs with tool calls (one conversation per line)"
+    )
+    p.add_argument("logs", type=Path, help="input JSONL of {messages, tools}")
+    p.add_argument("--out", type=Path, required=True, help="output JSONL of decision examples")
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad lines: stop, or warn and skip",
+    )
+    p.set_defaults(func=data_chat_logs)
+
+    train = commands.add_parser("train", help="LoRA SFT, hard-negative mining, verifier training")
+    sub = train.add_subparsers(dest="action", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", type=Path, required=True, help="training examples (JSONL)")
+        p.add_argument("--limit", type=int, help="use only the first N examples")
+        p.add_argument(
+            "--on-error",
+            choices=["raise", "skip"],
+            default="raise",
+            help="bad lines: stop, or warn and skip",
+        )
+
+    p = sub.add_parser(
+        "mine", help="run the proposer once per example and cache its drafts (resumable)"
+    )
+    common(p)
+    p.add_argument("--proposer", required=True, help="asset name, folder or hub id")
+    p.add_argument("--adapter", help="proposer peft adapter folder")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        required=True,
+        help="draft cache JSONL (appended to; reruns skip done ids)",
+    )
+    p.add_argument(
+        "--signals", action="store_true", help="also keep mean log-prob and last hidden state"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=128, help="draft length budget")
+    p.set_defaults(func=train_mine)
+
+    p = sub.add_parser(
+        "sft", help="LoRA SFT of a proposer or strong model on template-rendered examples"
+    )
+    common(p)
+    p.add_argument("--base", required=True, help="asset name, folder or hub id")
+    p.add_argument("--eval-data", type=Path, help="held-out examples evaluated during training")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, adapter/)")
+    _lora_options(p)
+    p.set_defaults(func=train_sft_cmd)
+
+    p = sub.add_parser(
+        "verifier", help="ACCEPT/REJECT classifier on balanced pairs with hard negatives"
+    )
+    common(p)
+    p.add_argument(
+        "--base", required=True, help="verifier base model (asset name, folder or hub id)"
+    )
+    p.add_argument("--drafts", type=Path, help="draft cache from `train mine` (hard negatives)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run folder (pairs.jsonl, checkpoints, adapter/)"
+    )
+    _lora_options(p)
+    p.set_defaults(func=train_verifier_cmd)
