@@ -112,7 +112,7 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
     import shutil
 
     shutil.rmtree(saved / "adapters" / "verifier")
-    with pytest.raises(FileNotFoundError, match="verifier adapter adapters/verifier is missing"):
+    with pytest.raises(FileNotFoundError, match=r"verifier adapter adapters/verifier is missing"):
         Bundle.from_pretrained(saved)
-    with pytest.raises(FileNotFoundError, match="no cascade.json"):
+    with pytest.raises(FileNotFoundError, match=r"no cascade\.json"):
         Bundle.from_pretrained(tmp_path)
