@@ -79,3 +79,33 @@ def test_safety_gate_middleware_refuses_forbidden_tool_calls():
 def test_mode_d_without_verifier_fails_at_construction():
     with pytest.raises(ValueError, match="mode D needs a verifier"):
         SpeculativeActionMiddleware(proposer=ScriptedChatModel(), config=CascadeConfig(mode="D"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "paths", "strong_calls", "cheap_calls"),
+    [
+        ("A", ["strong", "strong"], 2, 0),
+        ("B", ["accepted", "accepted"], 0, 2),
+        ("E", ["accepted", "fallback"], 1, 6),
+    ],
+)
+def test_other_modes_through_create_agent(mode, paths, strong_calls, cheap_calls):
+    first = [call("get_weather", city="Paris")]
+    answer = [say("Sunny.")]
+    cheap_script = {"A": [], "B": first + answer, "E": first * 3 + answer * 3}[mode]
+    strong_script = {"A": first + answer, "B": [], "E": answer}[mode]
+    cheap = ScriptedChatModel(name="cheap", script=cheap_script)
+    strong = ScriptedChatModel(name="strong", script=strong_script)
+    verifier = ScriptedVerifier([0.2, 0.9, 0.1], [0.1, 0.2, 0.3]) if mode == "E" else None
+    config = CascadeConfig(mode=mode)
+    middleware = SpeculativeActionMiddleware(
+        proposer=cheap if mode != "A" else None, verifier=verifier, config=config
+    )
+    out = create_agent(model=strong, tools=TOOLS, middleware=[middleware]).invoke(
+        {"messages": QUESTION}
+    )
+    assert [t.path for t in out["spec_ledger"]] == paths
+    assert (strong.calls, cheap.calls) == (strong_calls, cheap_calls)
+    assert RAN == [("get_weather", {"city": "Paris"})] and out["messages"][-1].content == "Sunny."
+    if mode == "E":
+        assert [kw.get("do_sample") for kw in cheap.kwargs_seen[:3]] == [None, True, True]

@@ -68,9 +68,16 @@ def base_folder(tmp_path, tiny_tokenizer):
 
 def test_trained_verifier_separates_its_training_pairs(tmp_path, base_folder):
     examples = [example(i, c) for i, c in enumerate(["Paris", "Lyon", "Nice"])]
-    cfg = TrainConfig(max_steps=40, batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, logging_steps=10)
-    adapter, mix = train_verifier(str(base_folder), examples, {}, tmp_path / "verifier", cfg, eval_fraction=0.0)
-    pairs = [json.loads(line) for line in (tmp_path / "verifier" / "pairs.jsonl").read_text().splitlines()]
+    cfg = TrainConfig(
+        max_steps=40, batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, logging_steps=10
+    )
+    adapter, mix = train_verifier(
+        str(base_folder), examples, {}, tmp_path / "verifier", cfg, eval_fraction=0.0
+    )
+    pairs = [
+        json.loads(line)
+        for line in (tmp_path / "verifier" / "pairs.jsonl").read_text().splitlines()
+    ]
     assert sum(p["accept"] for p in pairs) == len(pairs) / 2 and sum(mix.values()) == len(pairs)
     verifier = TrainedVerifier(model=str(base_folder), adapter=str(adapter), dtype="float32")
     by_id = {e.id: e for e in examples}
@@ -78,13 +85,22 @@ def test_trained_verifier_separates_its_training_pairs(tmp_path, base_folder):
     for p in pairs:
         ex = by_id[p["example_id"]]
         context = [HumanMessage(ex.messages[0]["content"])]
-        scores[p["accept"]].append(verifier.score(context, ex.tools, action_from_canonical(p["draft"])).p_accept)
-    assert auroc(scores[True] + scores[False], [True] * len(scores[True]) + [False] * len(scores[False])) > 0.9
+        scores[p["accept"]].append(
+            verifier.score(context, ex.tools, action_from_canonical(p["draft"])).p_accept
+        )
+    assert (
+        auroc(
+            scores[True] + scores[False], [True] * len(scores[True]) + [False] * len(scores[False])
+        )
+        > 0.9
+    )
 
 
 def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_tokenizer):
     adapter = tmp_path / "adapter"
-    get_peft_model(make_model(tiny_tokenizer), LoraConfig(r=2, target_modules="all-linear")).save_pretrained(adapter)
+    get_peft_model(
+        make_model(tiny_tokenizer), LoraConfig(r=2, target_modules="all-linear")
+    ).save_pretrained(adapter)
     config = CascadeConfig(
         mode="D",
         threshold=0.6,
@@ -97,7 +113,10 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
     Bundle(config=config, card=card).save_pretrained(saved)  # saving over an existing bundle works
     assert (saved / "adapters" / "verifier" / "adapter_config.json").is_file()
     assert "auroc: 0.91" in (saved / "README.md").read_text()
-    assert json.loads((saved / "cascade.json").read_text())["verifier"]["adapter"] == "adapters/verifier"
+    assert (
+        json.loads((saved / "cascade.json").read_text())["verifier"]["adapter"]
+        == "adapters/verifier"
+    )
 
     loaded = Bundle.from_pretrained(saved)
     assert loaded.config.threshold == 0.6 and loaded.card == card
