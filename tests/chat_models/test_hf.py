@@ -253,3 +253,62 @@ def test_openai_dicts_render_like_langchain_messages(tiny_tokenizer):
         {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
     ]
     assert render_prompt(tiny_tokenizer, openai, []) == render_prompt(tiny_tokenizer, lc, [])
+
+
+def test_bind_tools_accepts_pydantic_models_and_openai_dicts(tiny_tokenizer):
+    from pydantic import BaseModel, Field
+
+    class GetTime(BaseModel):
+        """Current time in a time zone."""
+
+        zone: str = Field(description="IANA zone name")
+
+    as_dict = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather now",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    chat = HFChatModel(model="t", loaded=(make_model(tiny_tokenizer), tiny_tokenizer))
+    tools = chat.bind_tools([GetTime, as_dict]).kwargs["tools"]
+    prompt = render_prompt(tiny_tokenizer, [HumanMessage("hi")], tools)
+    assert (
+        '"name": "GetTime"' in prompt
+        and "IANA zone name" in prompt
+        and '"name": "get_weather"' in prompt
+    )
+
+
+def test_parse_response_is_used_when_the_tokenizer_has_a_response_template(
+    tiny_tokenizer, monkeypatch
+):
+    from spec_tool_node.chat_models.hf import parse_model_reply
+
+    seen = {}
+
+    def parse_response(text, prefix, tools):
+        seen.update(text=text, prefix=prefix)
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_time", "arguments": {"zone": "UTC"}}}
+            ],
+        }
+
+    tiny_tokenizer.response_template = {"fields": {}}  # presence is what matters here
+    monkeypatch.setattr(tiny_tokenizer, "parse_response", parse_response, raising=False)
+    parsed = parse_model_reply(tiny_tokenizer, "raw reply", "PROMPT", None)
+    assert [(c["name"], c["args"]) for c in parsed.tool_calls] == [("get_time", {"zone": "UTC"})]
+    assert seen == {"text": "raw reply", "prefix": "PROMPT"}
+
+    def no_match(*args, **kwargs):
+        raise ValueError("reply does not match the response template")
+
+    monkeypatch.setattr(tiny_tokenizer, "parse_response", no_match, raising=False)
+    parsed = parse_model_reply(
+        tiny_tokenizer, CALL, "PROMPT", None
+    )  # falls back to the known formats
+    assert [c["name"] for c in parsed.tool_calls] == ["get_weather"]
