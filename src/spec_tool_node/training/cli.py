@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,48 @@ def train_verifier_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_probe_cmd(args: argparse.Namespace) -> int:
+    import torch
+
+    from spec_tool_node.training.data import load_draft_cache
+    from spec_tool_node.training.verifier import auroc, train_probe
+
+    records = [r for r in load_draft_cache(args.drafts).values() if r.get("hidden_state")]
+    if not records:
+        print(f"error: {args.drafts} has no hidden states (mine with --signals)", file=sys.stderr)
+        return 2
+    hidden = torch.tensor([r["hidden_state"] for r in records])
+    labels = torch.tensor([bool(r.get("right")) for r in records])
+    probe = train_probe(hidden, labels, seed=args.seed)
+    probe.save(args.out)
+    train_auroc = auroc(probe.predict(hidden).tolist(), labels.tolist())
+    right = int(labels.sum())
+    print(f"probe on {len(records)} drafts ({right} right): train AUROC {train_auroc:.3f}")
+    return 0
+
+
+def bundle_cmd(args: argparse.Namespace) -> int:
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+
+    def spec(text: str | None) -> ModelSpec | None:
+        if not text:
+            return None
+        model, _, adapter = text.partition("@")
+        return ModelSpec(model=model, adapter=adapter or None)
+
+    config = CascadeConfig(
+        mode=args.mode,
+        threshold=args.threshold,
+        proposer=spec(args.proposer),
+        strong=spec(args.strong),
+        verifier=spec(args.verifier),
+    )
+    card = json.loads(args.card.read_text()) if args.card else {}
+    print(f"bundle: {Bundle(config=config, card=card, probe=args.probe).save_pretrained(args.out)}")
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``data`` and ``train`` on the main parser."""
     data = commands.add_parser("data", help="build example files (JSONL, DESIGN section 5)")
@@ -247,3 +290,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     _lora_options(p)
     p.set_defaults(func=train_verifier_cmd)
+
+    p = sub.add_parser(
+        "probe", help="logistic probe on the proposer's hidden state of its draft (mode G)"
+    )
+    p.add_argument("--drafts", type=Path, required=True, help="draft cache mined with --signals")
+    p.add_argument("--out", type=Path, required=True, help="probe file (.pt)")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.set_defaults(func=train_probe_cmd)
+
+    p = commands.add_parser("bundle", help="write a bundle folder: cascade config, adapters, card")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced if it exists)")
+    p.add_argument("--mode", default="D", choices=list("ABCDE"), help="cascade mode")
+    p.add_argument("--threshold", type=float, default=0.5, help="accept threshold on p(ACCEPT)")
+    for role in ("proposer", "strong", "verifier"):
+        p.add_argument(f"--{role}", help=f"{role} as MODEL or MODEL@ADAPTER_DIR")
+    p.add_argument("--probe", type=Path, help="probe file to include")
+    p.add_argument(
+        "--card", type=Path, help="JSON with what the card records (data, steps, metrics)"
+    )
+    p.set_defaults(func=bundle_cmd)
