@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# BFCL's data and executable environments; its pinned dependencies clash with ours and are not needed
+BFCL ?= bfcl-eval==2026.3.23
 PYTEST_ARGS ?=
 
 .PHONY: install models demo test slow lint bench clean
@@ -13,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) -m pip install -q --no-deps "$(BFCL)"
 	touch $@
 
 install: $(VENV)/.installed
