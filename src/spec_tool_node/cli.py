@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spec_tool_node.training.cli import add_commands
 
     add_commands(commands)
+    from spec_tool_node.evaluation.cli import add_commands as add_eval_commands
+
+    add_eval_commands(commands)
     return parser
 
 

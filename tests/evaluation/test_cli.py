@@ -1,0 +1,105 @@
+"""``spec-tool-node eval``: bad input is reported cleanly; a complete cache loads no model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from spec_tool_node.cli import build_parser, main
+from spec_tool_node.evaluation.cli import _LazyModels, load_dataset
+from spec_tool_node.examples import write_examples
+from tests.evaluation import toy
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path, capsys):
+    code = main(["eval", "--data", "bfcl-nope", "--proposer", "x", "--modes", "B",
+                 "--out", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown dataset 'bfcl-nope'" in err
+    assert "bfcl-heldout" in err and "simple_python" in err and "multiple" in err
+
+
+def test_an_example_whose_gold_names_an_unbound_tool_is_reported_with_its_id(tmp_path, capsys):
+    data = tmp_path / "data.jsonl"
+    good = toy.examples()[0].model_dump()
+    bad = {**good, "id": "bad-17", "gold": [{"send_email": {"to": ["x"]}}]}
+    data.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    code = main(["eval", "--data", str(data), "--proposer", "x", "--modes", "B",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        f"{data}:2: example 'bad-17': gold[0] names tool 'send_email', which is not in its tool list"
+        in err
+    )
+    with pytest.warns(UserWarning, match="bad-17"):
+        assert [e.id for e in load_dataset(str(data), on_error="skip")] == ["e1"]
+
+
+def test_unknown_mode_and_missing_model_are_errors(tmp_path, capsys):
+    data = tmp_path / "data.jsonl"
+    write_examples(data, toy.examples())
+    assert main(["eval", "--data", str(data), "--modes", "B,Z", "--out", str(tmp_path)]) == 2
+    assert "unknown modes ['Z']" in capsys.readouterr().err
+    assert main(["eval", "--data", str(data), "--modes", "D", "--proposer", "x",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
+    assert "need a strong and a verifier model" in capsys.readouterr().err
+
+
+def test_bfcl_names(tmp_path):
+    assert [e.id for e in load_dataset("multiple", limit=2)] == ["multiple_0", "multiple_1"]
+    heldout = load_dataset("bfcl-heldout", limit=1)
+    assert [e.meta["category"] for e in heldout] == [
+        "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
+    ]  # fmt: skip
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in sub.choices["eval"]._actions if a.dest != "help"]
+    assert options and all(a.help for a in options)
+
+
+def test_eval_on_a_complete_cache_loads_no_model(tmp_path, monkeypatch, capsys):
+    def no_loading(self, role):
+        raise AssertionError(f"tried to load the {role} model")
+
+    monkeypatch.setattr(_LazyModels, "get", no_loading)
+    data, cache, out = tmp_path / "toy.jsonl", tmp_path / "cache", tmp_path / "out"
+    write_examples(data, toy.examples())
+    toy.write(cache)
+    code = main([
+        "eval", "--data", str(data), "--proposer", "cheap-model", "--strong", "strong-model",
+        "--verifier", "verifier-model", "--modes", "A,B,C,D,E", "--n-drafts", "2",
+        "--cache", str(cache), "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert {p.name for p in out.iterdir()} == {
+        "metrics.json", "samples.jsonl", "report.md", "pareto.png",
+    }  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["D"]["relative_cost"] == pytest.approx(0.7)
+    assert "--n-drafts 2" in metrics["command"]
+    assert "| D | cheap + trained verifier |" in capsys.readouterr().out
+
+
+def test_eval_live_check_agrees_with_the_simulation(tmp_path, monkeypatch, capsys):
+    models = toy.lookup_models()
+    monkeypatch.setattr(_LazyModels, "get", lambda self, role: models[role])
+    data, cache, out = tmp_path / "toy.jsonl", tmp_path / "cache", tmp_path / "out"
+    write_examples(data, toy.examples())
+    toy.write(cache)
+    code = main([
+        "eval", "--data", str(data), "--proposer", "cheap-model", "--strong", "strong-model",
+        "--verifier", "verifier-model", "--n-drafts", "2", "--cache", str(cache),
+        "--out", str(out), "--live-check", "4",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    live = json.loads((out / "metrics.json").read_text())["live_check"]
+    assert (live["n"], live["agree"]) == (20, 20), live["disagreements"]
+    assert "## Live check" in (out / "report.md").read_text()
+    assert "live check: 20/20 decisions agree" in capsys.readouterr().out

@@ -1,0 +1,157 @@
+"""Collection: cached once, resumed after a kill, recomputed only where something is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.config import CascadeConfig
+from spec_tool_node.evaluation import (
+    CacheMissingError,
+    ModelKeys,
+    collect,
+    key_of,
+    load_collection,
+    model_key,
+    simulate,
+)
+from spec_tool_node.examples import Example
+from spec_tool_node.verifiers import TrainedVerifier
+from tests.conftest import make_model, make_tokenizer
+from tests.evaluation.fakes import TOOLS, LookupChatModel, LookupVerifier, call
+
+QUESTIONS = ["q1 weather in Paris?", "q2 weather in Rome?", "q3 weather in Oslo?"]
+CONFIG = CascadeConfig(n_drafts=3)
+
+
+def data() -> list[Example]:
+    return [
+        Example(id=f"ex{i}", tools=TOOLS, messages=[{"role": "user", "content": q}],
+                gold=[{"get_weather": {"city": [q.split()[-1].rstrip("?")]}}])
+        for i, q in enumerate(QUESTIONS)
+    ]  # fmt: skip
+
+
+def models():
+    city = {q: q.split()[-1].rstrip("?") for q in QUESTIONS}
+    proposer = LookupChatModel(
+        name="cheap",
+        table={q: {"greedy": call("get_weather", city=c), "samples": [call("get_weather", city="X")] * 9}
+               for q, c in city.items()},
+    )  # fmt: skip
+    strong = LookupChatModel(
+        name="strong",
+        table={q: {"act": call("get_weather", city=c), "judge": "ACCEPT"} for q, c in city.items()},
+    )
+    return proposer, strong, LookupVerifier({}, default=0.7)
+
+
+def run(cache, modes="ABCDE", config=CONFIG, **kwargs):
+    proposer, strong, verifier = models()
+    collection = collect(
+        data(), cache, proposer=proposer, strong=strong, verifier=verifier, config=config,
+        modes=modes, progress=False, **kwargs,
+    )  # fmt: skip
+    return collection, (proposer.calls, strong.calls, verifier.calls)
+
+
+def test_one_file_per_role_and_model_and_a_rerun_calls_no_model(tmp_path):
+    collection, calls = run(tmp_path)
+    # per example: greedy + 2 samples; judge + act; verifier single + batch
+    assert calls == (9, 6, 6)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    cheap, strong, verifier = model_key("cheap"), model_key("strong"), model_key("LookupVerifier")
+    assert names == sorted([
+        f"proposer--{cheap}.jsonl", f"samples--{cheap}.jsonl", f"strong--{strong}.jsonl",
+        f"judge--{strong}--on--{cheap}.jsonl", f"verifier--{verifier}--on--{cheap}.jsonl",
+    ])  # fmt: skip
+    record = collection["ex0"]
+    assert record.draft["valid"] and record.draft["input_tokens"] == 10
+    assert len(record.samples) == 2 and record.verifier["batch"]["p"] == [0.7, 0.7, 0.7]
+    assert record.judge["p"] == [1.0] and record.strong["action"].startswith('{"tool_calls"')
+    again, calls = run(tmp_path)
+    assert calls == (0, 0, 0)
+    assert again.records.keys() == collection.records.keys()
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    run(tmp_path, modes="B")
+    path = ModelKeys(proposer=model_key("cheap")).path(tmp_path, "proposer")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:25])  # ex1's line was cut off mid-write
+    collection, calls = run(tmp_path, modes="B")
+    assert calls == (2, 0, 0)  # ex1 and ex2 again, ex0 kept
+    assert sorted(json.loads(line)["id"] for line in path.read_text().splitlines()) == [
+        "ex0", "ex1", "ex2",
+    ]  # fmt: skip
+    assert all(collection[f"ex{i}"].draft["valid"] for i in range(3))
+
+
+def test_only_what_is_missing_is_computed(tmp_path):
+    run(tmp_path, modes="D")
+    _, calls = run(tmp_path, modes="DE")  # mode E adds samples and the batch scores
+    assert calls == (6, 0, 3)
+    _, calls = run(tmp_path, modes="DE", config=CascadeConfig(n_drafts=4))
+    assert calls == (3, 0, 3)  # one more sample each, and the batch is scored again
+
+
+def test_models_with_other_adapters_do_not_share_a_cache():
+    assert model_key("qwen", "/runs/a/adapter") != model_key("qwen", "/runs/b/adapter")
+    assert model_key("qwen") != model_key("qwen", "/runs/a/adapter")
+    assert model_key("/models/qwen2.5").startswith("qwen2.5-")
+
+
+def test_a_missing_output_without_its_model_is_a_clear_error(tmp_path):
+    proposer, _, _ = models()
+    with pytest.raises(CacheMissingError, match=r"lacks strong outputs for 3 example\(s\)"):
+        collect(data(), tmp_path, proposer=proposer, modes="A", progress=False,
+                keys=ModelKeys(proposer="cheap", strong="strong"))  # fmt: skip
+    with pytest.raises(CacheMissingError, match="the cache has no strong action"):
+        collection = collect(data(), tmp_path, proposer=proposer, modes="B", progress=False)
+        simulate(data(), collection, CONFIG, modes="A")
+
+
+def test_errors_are_cached_and_retried_on_request(tmp_path):
+    proposer, _, _ = models()
+    proposer.table[QUESTIONS[0]]["greedy"] = RuntimeError("down")
+    collect(data(), tmp_path, proposer=proposer, modes="B", progress=False)
+    collection = load_collection(tmp_path, ModelKeys(proposer=key_of(proposer)))
+    assert collection["ex0"].draft["exception"] == "error: RuntimeError: down"
+    fixed, _, _ = models()
+    collect(data(), tmp_path, proposer=fixed, modes="B", progress=False)
+    assert fixed.calls == 0
+    collection = collect(data(), tmp_path, proposer=fixed, modes="B", progress=False,
+                         retry_errors=True)  # fmt: skip
+    assert fixed.calls == 1 and collection["ex0"].draft["valid"]
+
+
+def test_real_hf_models_and_trained_verifier_end_to_end(tmp_path):
+    tokenizer = make_tokenizer()
+    proposer = HFChatModel(model="tiny-cheap", loaded=(make_model(tokenizer, 0), tokenizer),
+                           max_new_tokens=6)  # fmt: skip
+    strong = HFChatModel(model="tiny-strong", loaded=(make_model(tokenizer, 1), tokenizer),
+                         max_new_tokens=6)  # fmt: skip
+    verifier = TrainedVerifier(loaded=(make_model(tokenizer, 2), tokenizer), name="tiny-verifier")
+    examples = data()[:2]
+    collection = collect(
+        examples, tmp_path, proposer=proposer, strong=strong, verifier=verifier,
+        config=CONFIG, hidden_state=True, progress=False,
+    )  # fmt: skip
+    for ex in examples:
+        c = collection[ex.id]
+        assert c.draft["mean_logprob"] < 0 and len(c.draft["hidden_state"]) == 64
+        assert 0 < c.draft["output_tokens"] <= 6 and c.draft["wall_s"] > 0
+        assert len(c.samples) == 2 and all(s["output_tokens"] <= 6 for s in c.samples)
+        assert c.strong["model_name"] == "tiny-strong"
+        if c.draft["valid"]:
+            (p,) = c.verifier["single"]["p"]
+            assert 0.0 <= p <= 1.0 and c.verifier["single"]["records"][0]["role"] == "verifier"
+            assert c.judge["p"][0] in (0.0, 1.0)
+    simulation = simulate(examples, collection, CONFIG, thresholds=[0.5])
+    assert all(len(simulation.results[m]) == 2 for m in "ABCDE")
+    before = load_collection(
+        tmp_path, ModelKeys(key_of(proposer), key_of(strong), key_of(verifier))
+    )
+    assert before.records.keys() == collection.records.keys()
