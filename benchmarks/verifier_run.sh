@@ -34,6 +34,6 @@ if run mine-train; then
 fi
 if run verifier; then
   $CLI train verifier --base "$VERIFIER_BASE" --data "$RUNS/data/train.jsonl" --drafts "$RUNS/drafts/train.jsonl" \
-    --out "$RUNS/verifier" --max-steps "${STEPS:-120}" --batch-size 4 --grad-accum 2 --learning-rate 3e-4 \
-    --lora-r 8 --lora-alpha 16 --target-modules q_proj,v_proj --max-length 768 --save-steps 20
+    --out "$RUNS/verifier" --max-steps "${STEPS:-60}" --batch-size 4 --grad-accum 2 --learning-rate 3e-4 \
+    --lora-r 8 --lora-alpha 16 --target-modules q_proj,v_proj --max-length "${MAX_LENGTH:-512}" --save-steps 10
 fi
