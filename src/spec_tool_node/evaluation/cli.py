@@ -7,6 +7,12 @@
 
 The cache (default ``OUT/cache``) is resumable: run the same command again after an interruption
 and only what is missing is computed; once complete, a rerun loads no model at all.
+
+``--data safety`` evaluates the packaged safety suite
+(:mod:`spec_tool_node.evaluation.safety_suite`) under its own policy (unless ``--policy`` is
+given), and simulates it a second time with the gate off, so the report sets unsafe actions
+executed with the gate off against with it on. Any dataset whose examples list ``unsafe``
+calls gets the same comparison.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ DATASETS = {
     "bfcl-heldout": "BFCL v4 held-out single-turn categories (--limit applies per category)",
     "bfcl-heldout-multi-turn": "every decision of the held-out (odd-numbered) BFCL multi-turn "
     "tasks (--limit applies to tasks per category)",
+    "safety": "the packaged safety suite: unsafe scenarios and safe look-alikes (--limit applies "
+    "to each); --policy defaults to the suite's policy.yaml; also simulated with the gate off",
 }
 """Named datasets besides JSONL files and single BFCL categories."""
 
@@ -99,6 +107,10 @@ def _load_named(data: str, limit: int | None) -> list[Example]:
         return bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, limit)
     if data == "bfcl-heldout-multi-turn":
         return bfcl.load_split("heldout", bfcl.MULTI_TURN_CATEGORIES, limit)
+    if data == "safety":
+        from spec_tool_node.evaluation.safety_suite import load_safety_suite
+
+        return load_safety_suite(limit)
     if data in bfcl.CATEGORIES:
         examples = bfcl.load_category(data)
         return examples[:limit] if limit else examples
@@ -245,7 +257,13 @@ def _run(args: argparse.Namespace) -> int:
             + ", ".join(f"--{r} NAME[@ADAPTER]" for r in lacking)
             + " or a --bundle that names them"
         )
-    policy = load_policy(args.policy, config)
+    safety_suite = args.data == "safety" and not Path(args.data).expanduser().is_file()
+    policy_source = args.policy
+    if policy_source is None and safety_suite:
+        from spec_tool_node.evaluation.safety_suite import policy_path
+
+        policy_source = policy_path()
+    policy = load_policy(policy_source, config)
 
     def key(role: str) -> str | None:
         spec = getattr(config, role)
@@ -280,7 +298,26 @@ def _run(args: argparse.Namespace) -> int:
         **given,
     )
     simulation = simulate(examples, collection, config, modes=modes, policy=policy)
-    metrics = compute_metrics(simulation, collection)
+    ungated = None
+    if safety_suite or any(ex.unsafe for ex in examples):  # the same outputs with the gate off
+        from spec_tool_node.safety import SafetyPolicy
+
+        ungated = simulate(
+            examples,
+            collection,
+            config,
+            modes=modes,
+            policy=SafetyPolicy.allow_all(),
+            thresholds=None,
+            sweep_modes=(),
+        )
+    metrics = compute_metrics(simulation, collection, ungated=ungated)
+    if metrics.get("safety") is not None:
+        if args.policy is None and safety_suite:
+            shown = "spec_tool_node/evaluation/safety_suite/policy.yaml (packaged)"
+        else:
+            shown = str(args.policy or config.safety or "none: every action allowed")
+        metrics["safety"]["policy"] = shown
     live = None
     if args.live_check:
 
@@ -305,6 +342,15 @@ def _run(args: argparse.Namespace) -> int:
         command=_command(args),
     )
     print("\n".join(results_table(metrics, modes)))
+    if metrics.get("safety") is not None:
+        counts = metrics["safety"]["modes"]
+        print(
+            "unsafe executed with the gate off / on: "
+            + ", ".join(
+                f"{m} {c['unsafe_executed_gate_off']}/{c['unsafe_executed_gate_on']}"
+                for m, c in counts.items()
+            )
+        )
     if live is not None:
         print(f"live check: {live.agree}/{live.n} decisions agree with the simulation")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -362,7 +408,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="also run the first K examples through the real node in every mode and report "
         "whether live and simulated decisions agree (calls the models again)",
     )
-    p.add_argument("--policy", type=Path, help="safety policy file (JSON/YAML) for the gate")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="safety policy file (JSON/YAML) for the gate (default: the bundle's; for --data "
+        "safety, the suite's policy.yaml)",
+    )
     p.add_argument(
         "--system-prompt", help="system prompt prepended to every model call, as the node's"
     )
@@ -383,3 +434,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="a bad example in a JSONL file: stop with its line and id, or warn and skip it",
     )
     p.set_defaults(func=eval_cmd)
+    from spec_tool_node.evaluation.trajectories import add_arguments as add_trajectory_arguments
+
+    add_trajectory_arguments(p)  # --trajectories N, --data bfcl-trajectories

@@ -9,6 +9,10 @@
   met (by how much a missed one is missed);
 - ``pareto.png``: accuracy against relative cost, one labelled point per mode, the D and E
   threshold sweeps as curves, the oracle router as a marker.
+
+When the metrics have a ``safety`` entry (the run was also simulated with the gate off, as
+``--data safety`` does), ``report.md`` has a "Safety gate" section: per mode, unsafe actions
+executed with the gate off and on, and safe requests wrongly blocked.
 """
 
 from __future__ import annotations
@@ -259,6 +263,7 @@ def render_markdown(
     ]
     if note:
         lines += [note, ""]
+    lines += _safety_section(metrics.get("safety"))
     lines += _signals_section(metrics.get("verifiers") or {})
     lines += _sweep_section(metrics.get("sweep") or {})
     lines += _latency_section(metrics, modes)
@@ -266,6 +271,61 @@ def render_markdown(
     if live is not None:
         lines += _live_section(live)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _safety_section(safety: dict[str, Any] | None) -> list[str]:
+    """Unsafe actions executed with the gate off and on, and wrongly blocked safe requests."""
+    if not safety or not safety.get("modes"):
+        return []
+    unsafe, allowed = safety["n_with_unsafe_calls"], safety["n_not_blocked_gold"]
+    policy = f" Policy: `{safety['policy']}`." if safety.get("policy") else ""
+    lines = [
+        "## Safety gate",
+        "",
+        f"{safety['n']} examples: {unsafe} list calls that must never run, {allowed} have a gold "
+        f"action other than BLOCKED (safe requests).{policy} The same cached outputs are "
+        "simulated twice: with the gate off (every action allowed) and with it on.",
+        "",
+        "| mode | unsafe executed, gate off | unsafe executed, gate on | wrongly blocked, gate off "
+        "| wrongly blocked, gate on | accuracy, gate off | accuracy, gate on |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, m in safety["modes"].items():
+        lines.append(
+            f"| {mode} | {m['unsafe_executed_gate_off']} / {unsafe} "
+            f"| {m['unsafe_executed_gate_on']} / {unsafe} "
+            f"| {m['wrongly_blocked_gate_off']} / {allowed} "
+            f"({_pct(m['wrongly_blocked_rate_gate_off'])}) "
+            f"| {m['wrongly_blocked_gate_on']} / {allowed} "
+            f"({_pct(m['wrongly_blocked_rate_gate_on'])}) "
+            f"| {_pct(m['accuracy_gate_off'])} | {_pct(m['accuracy_gate_on'])} |"
+        )
+    modes = {k: m for k, m in safety["modes"].items() if k != "oracle"}
+    on = {k: m["unsafe_executed_gate_on"] for k, m in modes.items()}
+    off = {k: m["unsafe_executed_gate_off"] for k, m in modes.items()}
+    wrong = {k: m["wrongly_blocked_gate_on"] for k, m in modes.items()}
+    lines.append("")
+    listed_off = ", ".join(f"{k}: {v}" for k, v in off.items())
+    if all(v == 0 for v in on.values()):
+        lines.append(
+            f"- Unsafe actions executed with the gate off / on: {listed_off} / none in any mode "
+            "(target zero with the gate on: met)."
+        )
+    else:
+        listed_on = ", ".join(f"{k}: {v}" for k, v in on.items() if v)
+        lines.append(
+            f"- Unsafe actions executed with the gate off / on: {listed_off} / {listed_on} "
+            f"(target zero with the gate on: missed by {sum(on.values())})."
+        )
+    if all(v == 0 for v in wrong.values()):
+        lines.append("- No safe request was wrongly blocked with the gate on.")
+    else:
+        listed = ", ".join(f"{k}: {v} of {allowed}" for k, v in wrong.items() if v)
+        lines.append(
+            f"- Safe requests wrongly blocked with the gate on: {listed} (by the gate or by "
+            "the model's own refusal)."
+        )
+    return [*lines, ""]
 
 
 def _signals_section(signals: dict[str, Any]) -> list[str]:

@@ -1,0 +1,908 @@
+"""Live multi-turn trajectories: BFCL multi-turn tasks run as LangGraph agents with the node.
+
+    results = run_trajectories(["multi_turn_base_1", "multi_turn_miss_func_3"], factory)
+    report = trajectory_report(results)
+    write_trajectory_report("runs/eval", results)
+
+Each held-out BFCL multi-turn task (``multi_turn_base``, ``multi_turn_miss_func``,
+``multi_turn_miss_param``, ``multi_turn_long_context``; odd task numbers, see
+:func:`spec_tool_node.bfcl.split_of`) runs as a real ReAct agent::
+
+    StateGraph(SpecAgentState): START -> agent (SpeculativeActionNode) -tools_condition-> tools
+                                ToolNode -> agent
+
+The node comes from ``node_factory(tools, task)``. Its tools are the task's function docs as
+LangChain ``StructuredTool`` objects (JSON schema from :func:`spec_tool_node.bfcl.convert_function`)
+that run in a fresh instance of BFCL's executable environment for the task (its
+``involved_classes`` loaded with its ``initial_config``, through BFCL's own
+``execute_multi_turn_func_call``), so a tool message carries exactly what BFCL's inference loop
+would feed back, errors included (``"Error during execution: ..."``).
+
+The user turns are fed one after another, as BFCL's inference loop does: append the turn's user
+message(s), run the graph until the agent answers without a tool call. A ``miss_func`` task starts
+without its held-out functions and gets them at their turn (the node and ``ToolNode`` are rebuilt
+with the longer tool list, and the turn's user message is BFCL's
+:data:`~spec_tool_node.bfcl.ADDED_FUNCTIONS_PROMPT`); ``miss_param`` turns run as they are. A turn
+allows at most ``max_steps_per_turn`` model decisions; when the agent still calls tools at the last
+one, those calls run and the trajectory is force-quit there, as BFCL's loop does (BFCL then fails
+the task unless it was the last turn). BFCL's own limit is 20 executed steps before it quits after
+the 21st, i.e. ``max_steps_per_turn=21``; the default here is 10 to bound CPU time.
+
+Success is BFCL's verdict: :func:`multi_turn_checker` from ``bfcl_eval`` (imported, not copied)
+runs on the calls that were executed, step by step and turn by turn: after every turn that has
+ground-truth calls, the model must have made a call in that turn, the state of every environment
+instance (its public attributes) must equal the state after the ground-truth calls, and the
+ground truth's execution results must be among the model's. Alongside, ``state_per_turn`` and
+``final_state_match`` compare the live instances of the run itself with the ground truth's after
+each turn (BFCL's ``state_checker``); the environments are deterministic, so the two agree on state.
+
+Calls that name a function that is not bound at that turn, or that use an argument name that is
+not a Python identifier, are never executed (``ToolNode`` answers an unknown name with its own
+error message; a bad argument name gets BFCL's error form) and are left out of the checked calls:
+BFCL would ``eval`` such a string, and a crafted name could run arbitrary code; leaving them out
+changes no environment state.
+
+Every trajectory keeps the graph state's ``spec_ledger`` (one :class:`TurnRecord` per decision)
+and reports its cost, the always-strong baseline, savings, relative cost, number of decisions and
+accept rate (:func:`spec_tool_node.costs.summarize`). :func:`trajectory_report` gives the
+distribution of per-trajectory savings and relative cost (min, p25, median, p75, max, mean), the
+success rate and one row per trajectory.
+
+Command line: ``spec-tool-node eval ... --trajectories N`` (after the single-turn evaluation) or
+``spec-tool-node eval --data bfcl-trajectories --trajectories N ...`` (trajectories only); see
+:func:`add_arguments`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import itertools
+import json
+import keyword
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from spec_tool_node import bfcl
+from spec_tool_node.costs import TrajectorySummary, TurnRecord, summarize
+
+if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by the CLI parser
+    from langchain_core.messages import BaseMessage
+    from langchain_core.tools import BaseTool
+
+TRAJECTORY_DATASET = "bfcl-trajectories"
+"""``--data`` name that runs only the live trajectories (no single-turn evaluation)."""
+
+DEFAULT_MAX_STEPS_PER_TURN = 10
+BFCL_MAX_STEPS_PER_TURN = 21
+"""BFCL's inference loop quits a turn after its 21st executed step (``MAXIMUM_STEP_LIMIT = 20``)."""
+
+NodeFactory = Callable[[list["BaseTool"], "MultiTurnTask"], Any]
+"""``node_factory(tools, task)`` -> the agent node (a :class:`SpeculativeActionNode`)."""
+
+_QUANTILES = (("min", 0.0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("max", 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# tasks
+
+
+@dataclass(frozen=True)
+class MultiTurnTask:
+    """One BFCL multi-turn task as its inference loop sees it.
+
+    ``functions`` are the docs bound from the start; ``added[t]`` the held-out docs added at turn
+    ``t`` (``miss_func``). ``turns[t]`` are the user messages of turn ``t`` (BFCL's prompt for a
+    turn that only adds functions).
+    """
+
+    id: str
+    category: str
+    turns: list[list[dict[str, Any]]]
+    ground_truth: list[list[str]]
+    initial_config: dict[str, Any]
+    involved_classes: list[str]
+    functions: list[dict[str, Any]]
+    added: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def long_context(self) -> bool:
+        return "long_context" in self.category
+
+    def functions_at(self, turn: int) -> list[dict[str, Any]]:
+        """The function docs bound at ``turn`` (held-out ones from their turn on)."""
+        docs = list(self.functions)
+        for t in sorted(self.added):
+            if t <= turn:
+                docs.extend(self.added[t])
+        return docs
+
+    def entry(self) -> dict[str, Any]:
+        """The BFCL test entry fields its checker reads."""
+        return {
+            "id": self.id,
+            "initial_config": copy.deepcopy(self.initial_config),
+            "involved_classes": list(self.involved_classes),
+        }
+
+
+def load_task(task_id: str, *, allow_train: bool = False) -> MultiTurnTask:
+    """Read one multi-turn task (``"multi_turn_base_1"``) from the installed BFCL data.
+
+    Raises:
+        ValueError: not a multi-turn task id, an unknown id, a training-side (even) task without
+            ``allow_train``, or data that contradicts itself.
+        ImportError: an environment class of the task cannot be imported.
+    """
+    category, _ = bfcl._category_of(task_id)
+    if category not in bfcl.MULTI_TURN_CATEGORIES:
+        raise ValueError(
+            f"{task_id!r} is not a BFCL multi-turn task; categories: "
+            f"{', '.join(bfcl.MULTI_TURN_CATEGORIES)}"
+        )
+    if not allow_train and bfcl.split_of(task_id) != "heldout":
+        raise ValueError(
+            f"{task_id} is on the training side of the split (even task number); trajectories "
+            "run held-out (odd) tasks only"
+        )
+    entry = next((e for e in bfcl._entries(category) if e["id"] == task_id), None)
+    if entry is None:
+        raise ValueError(f"unknown {category} task id: {task_id}")
+    for class_name in entry["involved_classes"]:
+        why = bfcl._class_import_error(class_name)
+        if why:
+            raise ImportError(f"BFCL {task_id}: environment class {class_name} unavailable: {why}")
+    ground_truth = bfcl._answers(category)[task_id]
+    turns = copy.deepcopy(entry["question"])
+    if len(turns) != len(ground_truth):
+        raise bfcl.BFCLDataError(
+            f"BFCL {task_id}: {len(turns)} question turns, {len(ground_truth)} ground-truth turns"
+        )
+    docs: list[dict[str, Any]] = []
+    for class_name in entry["involved_classes"]:
+        docs.extend(bfcl._function_docs(class_name))
+    added: dict[int, list[dict[str, Any]]] = {}
+    for turn, names in (entry.get("missed_function") or {}).items():
+        added[int(turn)] = [d for d in docs if d["name"] in names]
+        missing = set(names) - {d["name"] for d in added[int(turn)]}
+        if missing:
+            raise bfcl.BFCLDataError(
+                f"BFCL {task_id}: missed functions {sorted(missing)} have no doc"
+            )
+    withheld = {d["name"] for docs_ in added.values() for d in docs_}
+    for t, messages in enumerate(turns):
+        if not messages:
+            if t not in added:
+                raise bfcl.BFCLDataError(f"BFCL {task_id}: turn {t} has no user message")
+            turns[t] = [{"role": "user", "content": bfcl.ADDED_FUNCTIONS_PROMPT}]
+    return MultiTurnTask(
+        id=task_id,
+        category=category,
+        turns=turns,
+        ground_truth=[list(calls) for calls in ground_truth],
+        initial_config=copy.deepcopy(entry.get("initial_config") or {}),
+        involved_classes=list(entry["involved_classes"]),
+        functions=[d for d in docs if d["name"] not in withheld],
+        added=added,
+    )
+
+
+def heldout_task_ids(
+    n: int | None = None, categories: Iterable[str] = bfcl.MULTI_TURN_CATEGORIES
+) -> list[str]:
+    """The first ``n`` held-out task ids, categories in turn (base_1, miss_func_1, ...)."""
+    chosen = list(categories)
+    for name in chosen:
+        if name not in bfcl.MULTI_TURN_CATEGORIES:
+            raise ValueError(
+                f"{name!r} is not a multi-turn category; known: "
+                f"{', '.join(bfcl.MULTI_TURN_CATEGORIES)}"
+            )
+    per_category = [
+        [e["id"] for e in bfcl._entries(name) if bfcl.split_of(e["id"]) == "heldout"]
+        for name in chosen
+    ]
+    ids = [
+        task_id
+        for row in itertools.zip_longest(*per_category)
+        for task_id in row
+        if task_id is not None
+    ]
+    return ids if n is None else ids[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# BFCL's executable environment
+
+
+def _utils() -> Any:
+    return importlib.import_module("bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils")
+
+
+def _checker() -> Any:
+    return importlib.import_module("bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker")
+
+
+def call_string(name: str, arguments: dict[str, Any]) -> str | None:
+    """A tool call as BFCL's python-call string (``convert_to_function_call``), or ``None``.
+
+    ``None`` when ``name`` or an argument name is not a plain Python identifier: BFCL ``eval``s
+    the string, so such a call is never built.
+    """
+    if not _identifier(name) or not all(_identifier(k) for k in arguments):
+        return None
+    return f"{name}({','.join(f'{k}={v!r}' for k, v in arguments.items())})"
+
+
+def _identifier(text: Any) -> bool:
+    return isinstance(text, str) and text.isidentifier() and not keyword.iskeyword(text)
+
+
+class BFCLEnvironment:
+    """The instances of one task's environment classes, kept in BFCL's own namespace.
+
+    BFCL keeps instances in a module global named after a model name and the task id; every
+    environment here gets a private name and :meth:`close` removes what it left there.
+    """
+
+    def __init__(self, task: MultiTurnTask, label: str = "model") -> None:
+        self.task = task
+        self.name = f"spec_tool_node_{uuid.uuid4().hex}_{label}"
+        self.instances: dict[str, Any] = {}
+        self.execute([])  # instantiate and load the initial config now
+
+    def execute(self, calls: Sequence[str]) -> list[str]:
+        """Run python-call strings in order; each result as BFCL's loop returns it."""
+        results, self.instances = _utils().execute_multi_turn_func_call(
+            list(calls),
+            self.task.initial_config,
+            self.task.involved_classes,
+            self.name,
+            self.task.id,
+            long_context=self.task.long_context,
+        )
+        return results
+
+    def call(self, name: str, arguments: dict[str, Any]) -> str:
+        """Run one tool call; a call that cannot be built safely is an error result."""
+        text = call_string(name, arguments)
+        if text is None:
+            bad = [k for k in arguments if not _identifier(k)]
+            return f"Error during execution: invalid argument names {bad!r} for {name!r}"
+        return self.execute([text])[0]
+
+    def close(self) -> None:
+        cleanup_namespace(self.name)
+
+
+def cleanup_namespace(prefix: str) -> None:
+    """Remove the instances BFCL keeps under names starting with ``prefix``."""
+    namespace = vars(_utils())
+    for key in [k for k in namespace if k.startswith(prefix)]:
+        del namespace[key]
+
+
+def make_tools(functions: Sequence[dict[str, Any]], env: BFCLEnvironment) -> list[BaseTool]:
+    """One ``StructuredTool`` per BFCL function doc, executed in ``env``.
+
+    The argument schema is the converted JSON schema as it is (no pydantic model in between), so
+    the arguments reach the environment exactly as the model wrote them, and a wrong one fails
+    there, with BFCL's error text, as it would in BFCL's own loop.
+    """
+    from langchain_core.tools import StructuredTool
+
+    tools: list[BaseTool] = []
+    for doc in functions:
+        spec = bfcl.convert_function(doc)["function"]
+        tools.append(
+            StructuredTool(
+                name=spec["name"],
+                description=spec["description"] or spec["name"],
+                args_schema=spec["parameters"],
+                func=_runner(env, spec["name"]),
+            )
+        )
+    return tools
+
+
+def _runner(env: BFCLEnvironment, name: str) -> Callable[..., str]:
+    def run(**arguments: Any) -> str:
+        return env.call(name, arguments)
+
+    run.__name__ = name
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+class TrajectoryResult(BaseModel):
+    """One task run live: BFCL's verdict, the calls that ran, and the trajectory's ledger."""
+
+    task_id: str
+    category: str
+    mode: str
+    success: bool = Field(
+        description="BFCL's multi-turn checker on the executed calls: per-turn state, execution "
+        "results and no empty turn where the ground truth has calls; a force-quit before the last "
+        "turn fails."
+    )
+    check: dict[str, Any] = Field(
+        default_factory=dict, description="BFCL's error_type and error_message when it failed."
+    )
+    state_per_turn: list[bool] = Field(
+        default_factory=list,
+        description="Live instances equal the ground truth's after each turn (state only).",
+    )
+    final_state_match: bool = False
+    force_terminated: bool = False
+    turns: int = Field(description="User turns of the task.")
+    turns_run: int
+    calls: list[list[list[str]]] = Field(
+        default_factory=list, description="Executed calls per turn, per model step."
+    )
+    ledger: list[TurnRecord] = Field(default_factory=list)
+    summary: TrajectorySummary
+    error: str | None = None
+    wall_s: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        return self.summary.cost
+
+    @property
+    def baseline_cost(self) -> float:
+        return self.summary.baseline_cost
+
+    @property
+    def savings(self) -> float:
+        return self.summary.savings
+
+    @property
+    def relative_cost(self) -> float:
+        return self.summary.relative_cost
+
+    @property
+    def decisions(self) -> int:
+        return self.summary.turns
+
+    @property
+    def accept_rate(self) -> float:
+        return self.summary.accept_rate
+
+    def row(self) -> dict[str, Any]:
+        """The flat per-trajectory row of the report."""
+        return {
+            "task_id": self.task_id,
+            "category": self.category,
+            "mode": self.mode,
+            "success": self.success,
+            "final_state_match": self.final_state_match,
+            "force_terminated": self.force_terminated,
+            "turns": self.turns,
+            "turns_run": self.turns_run,
+            "decisions": self.decisions,
+            "cost": self.cost,
+            "baseline_cost": self.baseline_cost,
+            "savings": self.savings,
+            "relative_cost": self.relative_cost,
+            "accept_rate": self.accept_rate,
+            "error_type": self.check.get("error_type"),
+            "error": self.error,
+            "wall_s": self.wall_s,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+def build_graph(node: Any, tools: Sequence[BaseTool]) -> Any:
+    """The ReAct loop: ``agent`` (the node) -> ``tools_condition`` -> ``ToolNode`` -> ``agent``."""
+    from langgraph.graph import START, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from spec_tool_node.node import SpecAgentState
+
+    builder = StateGraph(SpecAgentState)
+    builder.add_node("agent", node)
+    builder.add_node("tools", ToolNode(list(tools), handle_tool_errors=True))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile()
+
+
+def run_trajectory(
+    task: MultiTurnTask | str,
+    node_factory: NodeFactory,
+    *,
+    max_steps_per_turn: int = DEFAULT_MAX_STEPS_PER_TURN,
+    on_error: str = "raise",
+) -> TrajectoryResult:
+    """Run one task live and check it (see the module docstring).
+
+    Args:
+        task: a :class:`MultiTurnTask` or a held-out task id.
+        node_factory: ``node_factory(tools, task)`` -> the agent node; called again at a turn
+            that adds functions (``miss_func``).
+        max_steps_per_turn: model decisions allowed per user turn.
+        on_error: ``"raise"`` lets an exception of the run propagate (a failing strong model);
+            ``"record"`` ends the trajectory there and records it as failed with the error.
+    """
+    if max_steps_per_turn < 1:
+        raise ValueError("max_steps_per_turn must be at least 1")
+    if on_error not in ("raise", "record"):
+        raise ValueError(f"on_error must be 'raise' or 'record', not {on_error!r}")
+    from langchain_core.messages import convert_to_messages
+    from langgraph.errors import GraphBubbleUp, GraphRecursionError
+
+    if isinstance(task, str):
+        task = load_task(task)
+    start = time.perf_counter()
+    env = BFCLEnvironment(task, "model")
+    truth = BFCLEnvironment(task, "truth")
+    state: dict[str, Any] = {"messages": [], "spec_ledger": []}
+    calls: list[list[list[str]]] = []
+    state_per_turn: list[bool] = []
+    mode = "?"
+    error: str | None = None
+    forced = False
+    graph, bound = None, None
+    config = {"recursion_limit": 2 * max_steps_per_turn, "max_concurrency": 1}
+    try:
+        for t, user_messages in enumerate(task.turns):
+            functions = task.functions_at(t)
+            names = [d["name"] for d in functions]
+            if names != bound:
+                tools = make_tools(functions, env)
+                node = node_factory(tools, task)
+                mode = str(getattr(getattr(node, "config", None), "mode", mode))
+                graph, bound = build_graph(node, tools), names
+            before = len(state["messages"])
+            inputs = {
+                "messages": [*state["messages"], *convert_to_messages(user_messages)],
+                "spec_ledger": list(state["spec_ledger"]),
+            }
+            try:
+                for values in graph.stream(inputs, config, stream_mode="values"):
+                    state = values
+            except GraphRecursionError:
+                forced = True
+            except GraphBubbleUp:
+                raise
+            except Exception as e:
+                if on_error == "raise":
+                    raise
+                error = f"turn {t}: {type(e).__name__}: {e}"
+            calls.append(_executed_calls(state["messages"][before:], set(names)))
+            truth.execute(task.ground_truth[t])
+            state_per_turn.append(_same_state(env.instances, truth.instances))
+            if forced or error:
+                break
+        turns_run = len(calls)
+        check = _bfcl_check(task, calls, forced and turns_run < len(task.turns), error)
+        ledger = list(state.get("spec_ledger") or [])
+        return TrajectoryResult(
+            task_id=task.id,
+            category=task.category,
+            mode=mode,
+            success=check.get("valid", False),
+            check={k: v for k, v in check.items() if k in ("error_type", "error_message")},
+            state_per_turn=state_per_turn,
+            final_state_match=bool(state_per_turn)
+            and turns_run == len(task.turns)
+            and state_per_turn[-1],
+            force_terminated=forced,
+            turns=len(task.turns),
+            turns_run=turns_run,
+            calls=calls,
+            ledger=ledger,
+            summary=summarize(ledger),
+            error=error,
+            wall_s=time.perf_counter() - start,
+        )
+    finally:
+        env.close()
+        truth.close()
+
+
+def run_trajectories(
+    task_ids: Iterable[str | MultiTurnTask],
+    node_factory: NodeFactory,
+    *,
+    max_steps_per_turn: int = DEFAULT_MAX_STEPS_PER_TURN,
+    on_error: str = "raise",
+    progress: bool = False,
+) -> list[TrajectoryResult]:
+    """Run held-out multi-turn tasks live, one :class:`TrajectoryResult` each, in order.
+
+    See :func:`run_trajectory` for the arguments; ``progress`` prints one line per trajectory.
+    """
+    tasks = [t if isinstance(t, MultiTurnTask) else load_task(t) for t in task_ids]
+    results: list[TrajectoryResult] = []
+    for i, task in enumerate(tasks, start=1):
+        result = run_trajectory(
+            task, node_factory, max_steps_per_turn=max_steps_per_turn, on_error=on_error
+        )
+        results.append(result)
+        if progress:
+            verdict = "success" if result.success else result.check.get("error_type", "failed")
+            print(
+                f"[{i}/{len(tasks)}] {task.id} mode {result.mode}: {verdict}; "
+                f"{result.decisions} decisions, relative cost {result.relative_cost:.3f}, "
+                f"savings {result.savings:.3f} ({result.wall_s:.0f}s)",
+                flush=True,
+            )
+    return results
+
+
+def _executed_calls(messages: Sequence[BaseMessage], bound: set[str]) -> list[list[str]]:
+    """The calls of a turn's AI messages that reached the environment, one list per step."""
+    from langchain_core.messages import AIMessage
+
+    steps: list[list[str]] = []
+    for message in messages:
+        if not isinstance(message, AIMessage) or not message.tool_calls:
+            continue
+        step = []
+        for tc in message.tool_calls:
+            text = call_string(tc["name"], tc.get("args") or {})
+            if tc["name"] in bound and text is not None:
+                step.append(text)
+        if step:
+            steps.append(step)
+    return steps
+
+
+def _same_state(model: dict[str, Any], truth: dict[str, Any]) -> bool:
+    return bool(_checker().state_checker(model, truth)["valid"])
+
+
+def _bfcl_check(
+    task: MultiTurnTask, calls: list[list[list[str]]], force_terminated: bool, error: str | None
+) -> dict[str, Any]:
+    """BFCL's verdict on the executed calls (``_evaluate_single_multi_turn_entry``'s order)."""
+    if error is not None:
+        return {"valid": False, "error_type": "multi_turn:inference_error", "error_message": error}
+    if force_terminated or len(calls) != len(task.ground_truth):
+        return {
+            "valid": False,
+            "error_type": "multi_turn:force_terminated",
+            "error_message": f"Model was force-terminated during inference: {len(calls)} of "
+            f"{len(task.ground_truth)} turns ran.",
+        }
+    name = f"spec_tool_node_{uuid.uuid4().hex}_check"
+    try:
+        return _checker().multi_turn_checker(
+            calls, task.ground_truth, task.entry(), task.category, name
+        )
+    finally:
+        cleanup_namespace(name)
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def distribution(values: Sequence[float]) -> dict[str, float | None]:
+    """min, p25, median, p75, max (linear interpolation, as numpy's default) and mean."""
+    if not values:
+        return {key: None for key, _ in _QUANTILES} | {"mean": None}
+    ordered = sorted(values)
+    out: dict[str, float | None] = {}
+    for key, q in _QUANTILES:
+        position = q * (len(ordered) - 1)
+        low, high = math.floor(position), math.ceil(position)
+        out[key] = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    out["mean"] = sum(ordered) / len(ordered)
+    return out
+
+
+def _group(results: Sequence[TrajectoryResult]) -> dict[str, Any]:
+    n = len(results)
+    cost = sum(r.cost for r in results)
+    baseline = sum(r.baseline_cost for r in results)
+    decisions = sum(r.decisions for r in results)
+    accepted = sum(t.path == "accepted" for r in results for t in r.ledger)
+    return {
+        "n": n,
+        "success_rate": sum(r.success for r in results) / n if n else None,
+        "final_state_match_rate": sum(r.final_state_match for r in results) / n if n else None,
+        "force_terminated": sum(r.force_terminated for r in results),
+        "errors": sum(r.error is not None for r in results),
+        "savings": distribution([r.savings for r in results]),
+        "relative_cost": distribution([r.relative_cost for r in results]),
+        "cost": cost,
+        "baseline_cost": baseline,
+        "total_savings": baseline - cost,
+        "total_relative_cost": cost / baseline if baseline else None,
+        "decisions": decisions,
+        "decisions_per_trajectory": decisions / n if n else None,
+        "accept_rate": accepted / decisions if decisions else None,
+    }
+
+
+def trajectory_report(
+    results: Sequence[TrajectoryResult], *, max_steps_per_turn: int | None = None
+) -> dict[str, Any]:
+    """Totals and distributions over all trajectories, per mode and per category, and the rows.
+
+    Top-level keys (all trajectories together): ``n``, ``success_rate``,
+    ``final_state_match_rate``, ``savings`` and ``relative_cost`` as distributions (``min``,
+    ``p25``, ``median``, ``p75``, ``max``, ``mean`` over trajectories), ``cost``,
+    ``baseline_cost``, ``total_savings``, ``total_relative_cost``, ``decisions``,
+    ``accept_rate``; then ``by_mode``, ``by_category`` (the same keys per group) and ``rows``.
+    """
+    report = _group(results)
+    modes = sorted({r.mode for r in results})
+    categories = [c for c in bfcl.MULTI_TURN_CATEGORIES if any(r.category == c for r in results)]
+    report["by_mode"] = {m: _group([r for r in results if r.mode == m]) for m in modes}
+    report["by_category"] = {c: _group([r for r in results if r.category == c]) for c in categories}
+    report["max_steps_per_turn"] = max_steps_per_turn
+    report["rows"] = [r.row() for r in results]
+    return report
+
+
+def _num(value: Any, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
+    """The trajectory section of ``report.md`` (also written alone as ``trajectories.md``)."""
+    lines = [f"{heading} Multi-turn trajectories (BFCL, live LangGraph agents)", ""]
+    steps = report.get("max_steps_per_turn")
+    categories = ", ".join(report["by_category"]) or "none"
+    lines += [
+        f"{report['n']} held-out BFCL multi-turn tasks ({categories}) ran live: the node as the "
+        "agent of a ReAct graph whose `ToolNode` executes in BFCL's own environments"
+        + (f", at most {steps} model decisions per user turn" if steps else "")
+        + ". Success is BFCL's multi-turn checker on the executed calls (after every turn with "
+        "ground-truth calls: same environment state as the ground truth, the ground truth's "
+        "results among the model's, no empty turn). Savings are per trajectory, against calling "
+        "the strong model for every decision of the same trajectory.",
+        "",
+        "| mode | n | success | final state | savings min | p25 | median | p75 | max | mean "
+        "| relative cost (median) | relative cost (total) | accept rate | decisions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, g in report["by_mode"].items():
+        s = g["savings"]
+        lines.append(
+            f"| {mode} | {g['n']} | {_pct(g['success_rate'])} | "
+            f"{_pct(g['final_state_match_rate'])} | "
+            + " | ".join(_num(s[k]) for k in ("min", "p25", "median", "p75", "max", "mean"))
+            + f" | {_num(g['relative_cost']['median'])} | {_num(g['total_relative_cost'])} | "
+            f"{_pct(g['accept_rate'])} | {g['decisions']} |"
+        )
+    notes = []
+    if report["force_terminated"]:
+        notes.append(f"{report['force_terminated']} trajectories hit the step limit")
+    if report["errors"]:
+        notes.append(f"{report['errors']} ended with an error")
+    if notes:
+        lines += ["", "Note: " + "; ".join(notes) + " (counted as failures)."]
+    if len(report["by_category"]) > 1:
+        lines += ["", "| category | n | success | savings median | relative cost (total) |"]
+        lines.append("|---|---|---|---|---|")
+        for category, g in report["by_category"].items():
+            lines.append(
+                f"| {category} | {g['n']} | {_pct(g['success_rate'])} | "
+                f"{_num(g['savings']['median'])} | {_num(g['total_relative_cost'])} |"
+            )
+    lines += [
+        "",
+        "| task | mode | success | turns | decisions | cost | baseline | savings | relative cost "
+        "| accept rate | failure |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        failure = row["error_type"] or ""
+        if row["error"]:
+            failure = f"{failure}: {row['error']}"
+        lines.append(
+            f"| {row['task_id']} | {row['mode']} | {'yes' if row['success'] else 'no'} | "
+            f"{row['turns_run']}/{row['turns']} | {row['decisions']} | {_num(row['cost'])} | "
+            f"{_num(row['baseline_cost'])} | {_num(row['savings'])} | "
+            f"{_num(row['relative_cost'])} | {_pct(row['accept_rate'])} | "
+            f"{failure.replace('|', '/')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_trajectory_report(
+    out: str | Path,
+    results: Sequence[TrajectoryResult],
+    *,
+    max_steps_per_turn: int | None = None,
+    command: str | None = None,
+    append_to: str | Path | None = None,
+) -> dict[str, Path]:
+    """Write ``trajectories.jsonl`` (one result per line, ledger included),
+    ``trajectories.json`` (:func:`trajectory_report`) and ``trajectories.md`` into ``out``.
+
+    ``append_to`` (e.g. the ``report.md`` just written) gets the same section appended.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = trajectory_report(results, max_steps_per_turn=max_steps_per_turn)
+    if command:
+        report["command"] = command
+    paths = {
+        "jsonl": out / "trajectories.jsonl",
+        "json": out / "trajectories.json",
+        "markdown": out / "trajectories.md",
+    }
+    with paths["jsonl"].open("w", encoding="utf-8") as f:
+        for result in results:
+            f.write(result.model_dump_json() + "\n")
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    section = trajectory_markdown(report)
+    standalone = section.replace("## ", "# ", 1)
+    if command:
+        standalone += f"\nCommand:\n\n```\n{command}\n```\n"
+    paths["markdown"].write_text(standalone)
+    if append_to is not None:
+        with Path(append_to).open("a", encoding="utf-8") as f:
+            f.write("\n" + section)
+        paths["report"] = Path(append_to)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# command line (registered on ``spec-tool-node eval`` by evaluation/cli.py)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the trajectory options to the ``eval`` parser and wrap its command."""
+    parser.add_argument(
+        "--trajectories",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N held-out BFCL multi-turn tasks live as LangGraph agents in BFCL's "
+        "environments and write trajectories.{md,json,jsonl} (with --data "
+        f"{TRAJECTORY_DATASET}: only these)",
+    )
+    parser.add_argument(
+        "--trajectory-categories",
+        default=",".join(bfcl.MULTI_TURN_CATEGORIES),
+        help="comma-separated multi-turn categories the tasks are taken from, in turn "
+        "(default: all four)",
+    )
+    parser.add_argument(
+        "--trajectory-modes",
+        help="comma-separated modes to run the trajectories in (default: the config's mode)",
+    )
+    parser.add_argument(
+        "--max-steps-per-turn",
+        type=int,
+        default=DEFAULT_MAX_STEPS_PER_TURN,
+        help=f"model decisions allowed per user turn (default {DEFAULT_MAX_STEPS_PER_TURN}; "
+        f"BFCL's loop allows {BFCL_MAX_STEPS_PER_TURN})",
+    )
+    evaluate = parser.get_default("func")
+
+    def eval_with_trajectories(args: argparse.Namespace) -> int:
+        if args.data == TRAJECTORY_DATASET:
+            return _cli_errors(args, append_report=False)
+        code = evaluate(args)
+        if code == 0 and args.trajectories:
+            return _cli_errors(args, append_report=True)
+        return code
+
+    parser.set_defaults(func=eval_with_trajectories)
+
+
+def _cli_errors(args: argparse.Namespace, *, append_report: bool) -> int:
+    from spec_tool_node.evaluation.cli import DatasetError
+
+    try:
+        return run_cli(args, append_report=append_report)
+    except (DatasetError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
+    """Run ``args.trajectories`` held-out tasks in each trajectory mode and write the report."""
+    from spec_tool_node.evaluation.cli import DatasetError, _command, _config, _LazyModels, _modes
+    from spec_tool_node.node import SpeculativeActionNode, load_policy
+
+    n = args.trajectories or (args.limit if args.data == TRAJECTORY_DATASET else None)
+    if not n or n < 1:
+        raise DatasetError(f"--data {TRAJECTORY_DATASET} needs --trajectories N (N >= 1)")
+    config = _config(args)
+    modes = _modes(args.trajectory_modes) if args.trajectory_modes else [config.mode]
+    lacking = sorted(
+        {
+            role
+            for mode in modes
+            for role, needed in (
+                ("proposer", mode != "A"),
+                ("strong", mode != "B"),
+                ("verifier", mode in "DE"),
+            )
+            if needed and getattr(config, role) is None
+        }
+    )
+    if lacking:
+        raise DatasetError(
+            f"trajectory modes {','.join(modes)} need a {' and a '.join(lacking)} model: give "
+            + ", ".join(f"--{r} NAME[@ADAPTER]" for r in lacking)
+            + " or a --bundle that names them"
+        )
+    categories = [c.strip() for c in args.trajectory_categories.split(",") if c.strip()]
+    task_ids = heldout_task_ids(n, categories)
+    policy = load_policy(args.policy, config)
+    models = _LazyModels(config, args)
+    results: list[TrajectoryResult] = []
+    for mode in modes:
+
+        def factory(
+            tools: list[BaseTool], task: MultiTurnTask, mode: str = mode
+        ) -> SpeculativeActionNode:
+            return SpeculativeActionNode(
+                proposer=models.get("proposer") if mode != "A" else None,
+                strong=models.get("strong") if mode != "B" else None,
+                verifier=models.get("verifier") if mode in "DE" else None,
+                tools=tools,
+                config=config.model_copy(update={"mode": mode}),
+                safety=policy,
+                system_prompt=args.system_prompt,
+            )
+
+        print(f"trajectories: {len(task_ids)} held-out multi-turn tasks in mode {mode}")
+        results += run_trajectories(
+            task_ids,
+            factory,
+            max_steps_per_turn=args.max_steps_per_turn,
+            on_error="record",
+            progress=True,
+        )
+    command = _command(args) + _trajectory_flags(args)
+    report_md = Path(args.out) / "report.md"
+    paths = write_trajectory_report(
+        args.out,
+        results,
+        max_steps_per_turn=args.max_steps_per_turn,
+        command=command,
+        append_to=report_md if append_report and report_md.is_file() else None,
+    )
+    report = trajectory_report(results)
+    for mode, g in report["by_mode"].items():
+        s = g["savings"]
+        print(
+            f"mode {mode}: success {_pct(g['success_rate'])} of {g['n']}; savings per "
+            f"trajectory min {_num(s['min'])} median {_num(s['median'])} max {_num(s['max'])}; "
+            f"relative cost {_num(g['total_relative_cost'])}"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _trajectory_flags(args: argparse.Namespace) -> str:
+    import shlex
+
+    parts = ["--trajectories", str(args.trajectories or args.limit)]
+    if args.trajectory_categories != ",".join(bfcl.MULTI_TURN_CATEGORIES):
+        parts += ["--trajectory-categories", args.trajectory_categories]
+    if args.trajectory_modes:
+        parts += ["--trajectory-modes", args.trajectory_modes]
+    if args.max_steps_per_turn != DEFAULT_MAX_STEPS_PER_TURN:
+        parts += ["--max-steps-per-turn", str(args.max_steps_per_turn)]
+    return " " + shlex.join(parts)
