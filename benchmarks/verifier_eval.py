@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--verifier-base", required=True, help="verifier base model")
     parser.add_argument("--verifier-adapter", help="trained verifier adapter")
     parser.add_argument("--judge", help="strong model prompted as judge (mode C baseline)")
+    parser.add_argument(
+        "--max-length", type=int, help="cut verifier prompts from the left as in training"
+    )
     parser.add_argument("--precision", type=float, default=0.9, help="calibration target precision")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args()
@@ -69,7 +72,9 @@ def main() -> None:
 
     from spec_tool_node.verifiers import ChatModelVerifier, TrainedVerifier
 
-    verifier = TrainedVerifier(model=args.verifier_base, adapter=args.verifier_adapter)
+    verifier = TrainedVerifier(
+        model=args.verifier_base, adapter=args.verifier_adapter, max_length=args.max_length
+    )
     scores = {
         "trained verifier": cached_scores(
             args.out / "verifier_scores.jsonl",
