@@ -240,6 +240,29 @@ def _record(
     )
 
 
+def turn_record(
+    config: CascadeConfig,
+    decision: Decision,
+    calls: list[CallRecord],
+    *,
+    wall_s: float | None = None,
+) -> TurnRecord:
+    """Price a decision's calls into the ledger entry (shared by the node and the simulator)."""
+    fields = {} if wall_s is None else {"wall_s": wall_s}
+    return config.cost_model.turn(
+        calls,
+        mode=config.mode,
+        path=decision.path,
+        action=canonical_text(decision.action),
+        p_accept=decision.p_accept,
+        reject_reason=decision.reject_reason,
+        winner=decision.winner,
+        safety=decision.safety.effect,
+        rule=decision.safety.rule,
+        **fields,
+    )
+
+
 def _error(e: Exception) -> str:
     return f"error: {type(e).__name__}: {e}"
 
@@ -439,18 +462,7 @@ class Cascade:
     def _finish(
         self, decision: Decision, calls: list[CallRecord], wall: float, models: ModelCalls
     ) -> tuple[AIMessage, TurnRecord]:
-        turn = self.config.cost_model.turn(
-            calls,
-            mode=self.config.mode,
-            path=decision.path,
-            action=canonical_text(decision.action),
-            p_accept=decision.p_accept,
-            reject_reason=decision.reject_reason,
-            winner=decision.winner,
-            safety=decision.safety.effect,
-            rule=decision.safety.rule,
-            wall_s=wall,
-        )
+        turn = turn_record(self.config, decision, calls, wall_s=wall)
         winner_name = {"cheap": models.proposer_name, "strong": models.strong_name, None: None}[
             decision.winner
         ]

@@ -38,9 +38,10 @@ from spec_tool_node.cascade import (
     Propose,
     Scored,
     decide,
+    turn_record,
 )
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.costs import CallRecord, Role
+from spec_tool_node.costs import CallRecord, Role, TurnRecord
 from spec_tool_node.evaluation.collect import (
     CacheMissingError,
     Collected,
@@ -259,39 +260,22 @@ def _tools(example: Example) -> dict[str, dict[str, Any]]:
 def _result(
     example: Example, config: CascadeConfig, decision: Decision, calls: list[CallRecord]
 ) -> SampleResult:
-    turn = config.cost_model.turn(
-        calls,
-        mode=config.mode,
-        path=decision.path,
-        action=canonical_text(decision.action),
-        p_accept=decision.p_accept,
-        reject_reason=decision.reject_reason,
-        winner=decision.winner,
-        safety=decision.safety.effect,
-        rule=decision.safety.rule,
-    )
+    turn = turn_record(config, decision, calls)
     correct, mismatch = match_details(decision.action, example.gold, example.tools)
-    return SampleResult(
-        id=example.id,
-        mode=config.mode,
-        threshold=config.threshold,
-        path=turn.path,
+    return _sample(
+        example,
+        config,
+        turn,
+        calls,
         winner=turn.winner,
         action=turn.action,
         p_accept=turn.p_accept,
         reject_reason=turn.reject_reason,
         safety=turn.safety,
         rule=turn.rule,
-        cost=turn.cost,
-        baseline_cost=turn.baseline_cost,
-        wall_s=turn.wall_s,
-        input_tokens=sum(c.input_tokens for c in calls),
-        output_tokens=sum(c.output_tokens for c in calls),
-        calls=[f"{c.role}:{c.purpose}" for c in calls],
         correct=correct,
         mismatch=mismatch,
         unsafe_executed=is_unsafe(decision.action, example.unsafe),
-        category=example.meta.get("category"),
     )
 
 
@@ -299,28 +283,45 @@ def _failed(
     example: Example, config: CascadeConfig, error: str, calls: list[CallRecord]
 ) -> SampleResult:
     turn = config.cost_model.turn(calls, mode=config.mode, path="error", action="")
-    return SampleResult(
-        id=example.id,
-        mode=config.mode,
-        threshold=config.threshold,
-        path="error",
+    return _sample(
+        example,
+        config,
+        turn,
+        calls,
         winner=None,
         action=None,
         p_accept=None,
         reject_reason=None,
         safety="allow",
         rule=None,
+        correct=False,
+        mismatch=error,
+        unsafe_executed=False,
+        error=error,
+    )
+
+
+def _sample(
+    example: Example,
+    config: CascadeConfig,
+    turn: TurnRecord,
+    calls: list[CallRecord],
+    **fields: Any,
+) -> SampleResult:
+    """The fields every sample shares, whatever the outcome of its decision."""
+    return SampleResult(
+        id=example.id,
+        mode=config.mode,
+        threshold=config.threshold,
+        path=turn.path,
         cost=turn.cost,
         baseline_cost=turn.baseline_cost,
         wall_s=turn.wall_s,
         input_tokens=sum(c.input_tokens for c in calls),
         output_tokens=sum(c.output_tokens for c in calls),
         calls=[f"{c.role}:{c.purpose}" for c in calls],
-        correct=False,
-        mismatch=error,
-        unsafe_executed=False,
-        error=error,
         category=example.meta.get("category"),
+        **fields,
     )
 
 
