@@ -343,6 +343,7 @@ class HFChatModel(BaseChatModel):
     _hf_model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _end_token_ids: list[int] = PrivateAttr(default_factory=list)
 
     def model_post_init(self, context: Any, /) -> None:
         if self.loaded is not None:
@@ -353,6 +354,7 @@ class HFChatModel(BaseChatModel):
             self._hf_model, self._tokenizer = load_pretrained(
                 self.model, self.adapter, dtype=self.dtype, device=self.device
             )
+        self._end_token_ids = self._end_ids()  # once: it scans the whole vocabulary
 
     @property
     def hf_model(self) -> Any:
@@ -434,7 +436,7 @@ class HFChatModel(BaseChatModel):
         prompt = self._prompt(messages, tools, kwargs.get("tool_choice"))
         tokenizer, model = self._tokenizer, self._hf_model
         enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        end_ids = self._end_ids()
+        end_ids = self._end_token_ids
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": opts["max_new_tokens"],
             "do_sample": opts["do_sample"],
