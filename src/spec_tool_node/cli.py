@@ -8,8 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from spec_tool_node import assets
-from spec_tool_node.examples import ExampleError
-from spec_tool_node.training.data import TemplateError
+from spec_tool_node.examples import ExampleError, TemplateError
 
 
 def _names(requested: Sequence[str]) -> list[str]:

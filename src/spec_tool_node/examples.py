@@ -31,6 +31,10 @@ class ExampleError(ValueError):
     """A bad example or a bad line in an example file."""
 
 
+class TemplateError(ValueError):
+    """A chat template cannot render the examples the way inference will see them."""
+
+
 class Example(BaseModel):
     """One decision to make: tools, conversation so far, and the gold action."""
 

@@ -23,7 +23,7 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def _lora_options(p: argparse.ArgumentParser) -> None:
-    from spec_tool_node.training.sft import TrainConfig
+    from spec_tool_node.training.config import TrainConfig
 
     d = TrainConfig()
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
@@ -59,7 +59,7 @@ def _lora_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from spec_tool_node.training.sft import TrainConfig
+    from spec_tool_node.training.config import TrainConfig
 
     modules = (
         args.target_modules

@@ -31,17 +31,13 @@ from spec_tool_node.actions import (
     canonical_text,
 )
 from spec_tool_node.chat_models.hf import render_prompt
-from spec_tool_node.examples import Example, ExampleError, GoldCall
+from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
 from spec_tool_node.matching import matches
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
 
 NO_TOOL_ANSWER = "None of the available tools can do that, so I cannot help with this request."
 """The plain answer SFT teaches where no tool fits (BFCL irrelevance has no reference answer)."""
 REFUSAL_REASON = "this request is unsafe and must not be carried out"
-
-
-class TemplateError(ValueError):
-    """The chat template cannot render the training data the way inference will see it."""
 
 
 # -- readers -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +21,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from spec_tool_node.chat_models.hf import load_pretrained
 from spec_tool_node.examples import Example
+from spec_tool_node.training.config import TrainConfig
 from spec_tool_node.training.data import Features, check_template, render_sft
-
-
-@dataclass
-class TrainConfig:
-    """Knobs of one LoRA run (the CLI exposes each as an option)."""
-
-    max_steps: int = 100
-    batch_size: int = 4
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-    max_length: int = 1024
-    seed: int = 0
-    save_steps: int = 50
-    eval_steps: int = 50
-    logging_steps: int = 5
-    dtype: str = "float32"
 
 
 def lora_config(cfg: TrainConfig) -> LoraConfig:
