@@ -28,6 +28,16 @@ def say(text: str) -> AIMessage:
     return AIMessage(text)
 
 
+def stamp(message: AIMessage, model_name: str) -> AIMessage:
+    """A copy with the usage and model name a real chat model would set (10 in, 5 out)."""
+    return message.model_copy(
+        update={
+            "usage_metadata": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+            "response_metadata": {"model_name": model_name},
+        }
+    )
+
+
 class ScriptedChatModel(BaseChatModel):
     """Replies with the next scripted message (or raises the next scripted exception)."""
 
@@ -57,13 +67,7 @@ class ScriptedChatModel(BaseChatModel):
         item = self.script.pop(0)
         if isinstance(item, Exception):
             raise item
-        message = item.model_copy(
-            update={
-                "usage_metadata": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-                "response_metadata": {"model_name": self.name},
-            }
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return ChatResult(generations=[ChatGeneration(message=stamp(item, self.name))])
 
     @property
     def calls(self) -> int:

@@ -21,6 +21,7 @@ from spec_tool_node.costs import CallRecord
 from spec_tool_node.evaluation.collect import ModelKeys
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from spec_tool_node.verifiers.prompt import VERIFIER_SYSTEM
+from tests.scripted import stamp
 
 
 def tool(name: str, **properties: str) -> dict[str, Any]:
@@ -107,13 +108,7 @@ class LookupChatModel(BaseChatModel):
                 item = entry["greedy"] if "greedy" in entry else entry["act"]
         if isinstance(item, Exception):
             raise item
-        message = item.model_copy(
-            update={
-                "usage_metadata": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-                "response_metadata": {"model_name": self.name},
-            }
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return ChatResult(generations=[ChatGeneration(message=stamp(item, self.name))])
 
 
 class LookupVerifier(Verifier):
