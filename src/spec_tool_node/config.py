@@ -24,6 +24,8 @@ class ModelSpec(BaseModel):
 
     model: str
     adapter: str | None = None
+    max_length: int | None = Field(default=None, ge=1)
+    """For a verifier: the prompt length it was trained on; longer prompts are cut the same way."""
 
 
 class CascadeConfig(BaseModel):

@@ -176,7 +176,11 @@ class SpeculativeActionNode(RunnableCallable):
             return HFChatModel(model=spec.model, adapter=spec.adapter) if spec else None
 
         verifier = (
-            TrainedVerifier(model=config.verifier.model, adapter=config.verifier.adapter)
+            TrainedVerifier(
+                model=config.verifier.model,
+                adapter=config.verifier.adapter,
+                max_length=config.verifier.max_length,
+            )
             if config.verifier
             else None
         )

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from spec_tool_node.actions import Action, canonical_text
 from spec_tool_node.costs import CallRecord
-from spec_tool_node.evaluation.collect import ModelKeys
+from spec_tool_node.evaluation.collector import ModelKeys
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from spec_tool_node.verifiers.prompt import VERIFIER_SYSTEM
 from tests.scripted import stamp

@@ -103,3 +103,24 @@ def test_eval_live_check_agrees_with_the_simulation(tmp_path, monkeypatch, capsy
     assert (live["n"], live["agree"]) == (20, 20), live["disagreements"]
     assert "## Live check" in (out / "report.md").read_text()
     assert "live check: 20/20 decisions agree" in capsys.readouterr().out
+
+
+def test_the_command_line_parses_without_loading_the_model_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from spec_tool_node.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_package_names_resolve_to_the_functions_not_the_modules():
+    # the submodules are loaded first, as the command line loads them
+    import spec_tool_node.evaluation.collector
+    import spec_tool_node.evaluation.simulator  # noqa: F401
+    from spec_tool_node.evaluation import collect, simulate
+
+    assert callable(collect) and callable(simulate)

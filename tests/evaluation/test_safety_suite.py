@@ -35,7 +35,7 @@ from spec_tool_node.evaluation.safety_suite import (
     policy_path,
     scenarios_path,
 )
-from spec_tool_node.evaluation.simulate import is_unsafe
+from spec_tool_node.evaluation.simulator import is_unsafe
 from spec_tool_node.examples import Example, tool_name
 from spec_tool_node.matching import matches
 from spec_tool_node.safety import SafetyPolicy

@@ -219,3 +219,40 @@ def test_parallel_calls_of_one_step_run_in_order():
     outputs = [m.content for m in proposer.seen[1] if m.type == "tool"]
     assert '".hidden_file"' in outputs[1] and outputs[3] == '{"current_working_directory": "/alex"}'
     assert result.calls[0] == [["cd(folder='workspace')", "ls(a=True)", "cd(folder='..')", "pwd()"]]
+
+
+def test_a_cache_skips_finished_tasks_and_keeps_failed_runs_out(tmp_path):
+    cache = tmp_path / "runs.jsonl"
+    task = load_task(BASE)
+    proposer = ScriptedChatModel(name="cheap", script=replay(task))
+    (first,) = run_trajectories([task], factory("B", proposer), cache=cache)
+    assert first.success and len(cache.read_text().splitlines()) == 1
+
+    # a second run reads the result back instead of calling the (now empty) script again
+    empty = ScriptedChatModel(name="cheap", script=[])
+    (again,) = run_trajectories([task], factory("B", empty), cache=cache)
+    assert again == first and empty.seen == []
+
+    # a run that ends in an exception (a failing strong model) is recorded but not cached
+    strong = ScriptedChatModel(name="strong", script=[RuntimeError("strong model is down")])
+    other = load_task(MISS_FUNC)
+    (failed,) = run_trajectories(
+        [other], factory("A", empty, strong), cache=cache, on_error="record"
+    )
+    assert "strong model is down" in failed.error
+    assert len(cache.read_text().splitlines()) == 1
+
+
+def test_a_cache_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):
+    from spec_tool_node.evaluation.trajectories import load_results
+
+    task = load_task(BASE)
+    cache = tmp_path / "runs.jsonl"
+    run_trajectories([task], factory("B", ScriptedChatModel(name="c", script=replay(task))),
+                     cache=cache)  # fmt: skip
+    line = cache.read_text()
+    cache.write_text(line + line[:40])
+    assert list(load_results(cache)) == [BASE]
+    cache.write_text("{oops\n" + line)
+    with pytest.raises(ValueError, match=r"runs\.jsonl:1: not a trajectory result"):
+        load_results(cache)

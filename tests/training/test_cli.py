@@ -88,6 +88,8 @@ def test_bundle_command_writes_a_loadable_bundle(tmp_path):
             "qwen2.5-coder-0.5b-instruct",
             "--verifier",
             f"smollm2-135m-instruct@{adapter}",
+            "--verifier-max-length",
+            "768",
             "--card",
             str(card),
         ]
@@ -97,4 +99,10 @@ def test_bundle_command_writes_a_loadable_bundle(tmp_path):
     assert (
         bundle.config.threshold == 0.7 and bundle.config.verifier.model == "smollm2-135m-instruct"
     )
+    assert bundle.config.verifier.max_length == 768
     assert bundle.card == {"metrics": {"auroc": 0.8}}
+
+
+def test_bundle_command_rejects_a_verifier_length_without_a_verifier(tmp_path):
+    with pytest.raises(SystemExit, match="--verifier-max-length needs --verifier"):
+        main(["bundle", "--out", str(tmp_path / "b"), "--verifier-max-length", "512"])

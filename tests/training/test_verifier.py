@@ -106,7 +106,7 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
         threshold=0.6,
         proposer=ModelSpec(model=str(base_folder), adapter=str(adapter)),
         strong=ModelSpec(model=str(base_folder)),
-        verifier=ModelSpec(model=str(base_folder), adapter=str(adapter)),
+        verifier=ModelSpec(model=str(base_folder), adapter=str(adapter), max_length=64),
     )
     card = {"metrics": {"auroc": 0.91}, "data": "bfcl train split"}
     saved = Bundle(config=config, card=card).save_pretrained(tmp_path / "bundle")
@@ -126,6 +126,7 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
     update = node.invoke({"messages": [HumanMessage("What's the weather in Paris?")]})
     (turn,) = update["spec_ledger"]
     assert turn.mode == "D" and turn.calls[0].role == "cheap"
+    assert node.verifier.max_length == 64
 
     (saved / "adapters" / "verifier" / "adapter_config.json").unlink()
     import shutil

@@ -47,11 +47,7 @@ def test_messages_hold_tools_transcript_and_draft():
     assert system == {"role": "system", "content": VERIFIER_SYSTEM}
     assert user["role"] == "user"
     text = user["content"]
-    assert (
-        '{"description":"Current weather for a city.","name":"get_weather",'
-        '"parameters":{"properties":{"city":{"type":"string"}},"type":"object"}}\n'
-        '{"description":"Current time","name":"get_time","parameters":{"type":"object"}}'
-    ) in text
+    assert "Tools:\n- get_weather: Current weather for a city.\n- get_time: Current time" in text
     call = canonical_text(ToolCallsAction(calls=[ToolCall(name="get_weather", arguments={})]))
     call = call.replace("{}", '{"city": "Paris"}')
     assert (
@@ -110,3 +106,28 @@ def test_colliding_labels_raise():
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=word, unk_token="[UNK]", pad_token="<pad>")
     with pytest.raises(ValueError, match="same token"):
         label_token_ids(tokenizer)
+
+
+def test_listing_shows_full_schemas_only_for_called_tools():
+    call = ToolCallsAction(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+    text = verifier_messages(CONTEXT, TOOLS, call)[1]["content"]
+    assert (
+        "Called tools (full schema):\n"
+        '{"description":"Current weather for a city.","name":"get_weather",'
+        '"parameters":{"properties":{"city":{"type":"string"}},"type":"object"}}\n'
+        "Other tools:\n- get_time: Current time"
+    ) in text
+    assert '"name":"get_time"' not in text
+
+
+def test_listing_cuts_long_descriptions_of_uncalled_tools():
+    long = {"name": "search", "description": "word " * 100, "parameters": {"type": "object"}}
+    text = verifier_messages(CONTEXT, [long], DRAFT)[1]["content"]
+    line = next(x for x in text.splitlines() if x.startswith("- search"))
+    assert line.endswith("...") and len(line) <= len("- search: ") + 160
+
+
+def test_hallucinated_tool_is_absent_from_the_full_schemas():
+    call = ToolCallsAction(calls=[ToolCall(name="send_money", arguments={})])
+    text = verifier_messages(CONTEXT, TOOLS, call)[1]["content"]
+    assert "Called tools" not in text and "send_money" in text.split("Proposed next action")[1]

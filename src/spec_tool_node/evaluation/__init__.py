@@ -5,31 +5,64 @@
     metrics = compute_metrics(simulation, collection)
     write_report("runs/eval", simulation, metrics)
 
-The command line is ``spec-tool-node eval`` (:mod:`spec_tool_node.evaluation.cli`).
+The command line is ``spec-tool-node eval`` (:mod:`spec_tool_node.evaluation.cli`). Names are
+imported on first use, so the command line starts without loading the model stack.
 """
 
-from spec_tool_node.evaluation.collect import (
-    CacheMissingError,
-    Collected,
-    Collection,
-    ModelKeys,
-    collect,
-    key_of,
-    load_collection,
-    message_record,
-    model_key,
-)
-from spec_tool_node.evaluation.metrics import compute_metrics, mode_metrics
-from spec_tool_node.evaluation.report import write_report
-from spec_tool_node.evaluation.simulate import (
-    LiveCheck,
-    SampleResult,
-    Simulation,
-    live_check,
-    oracle,
-    replay,
-    simulate,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spec_tool_node.evaluation.collector import (
+        CacheMissingError,
+        Collected,
+        Collection,
+        ModelKeys,
+        collect,
+        key_of,
+        load_collection,
+        message_record,
+        model_key,
+    )
+    from spec_tool_node.evaluation.metrics import compute_metrics, mode_metrics
+    from spec_tool_node.evaluation.report import write_report
+    from spec_tool_node.evaluation.simulator import (
+        LiveCheck,
+        SampleResult,
+        Simulation,
+        live_check,
+        oracle,
+        replay,
+        simulate,
+    )
+
+_HOMES = {
+    "collector": [
+        "CacheMissingError",
+        "Collected",
+        "Collection",
+        "ModelKeys",
+        "collect",
+        "key_of",
+        "load_collection",
+        "message_record",
+        "model_key",
+    ],
+    "metrics": ["compute_metrics", "mode_metrics"],
+    "report": ["write_report"],
+    "simulator": [
+        "LiveCheck",
+        "SampleResult",
+        "Simulation",
+        "live_check",
+        "oracle",
+        "replay",
+        "simulate",
+    ],
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "CacheMissingError",
@@ -52,3 +85,11 @@ __all__ = [
     "simulate",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

@@ -190,6 +190,7 @@ class _LazyModels:
                     adapter=spec.adapter,
                     dtype=self.args.dtype,
                     device=self.args.device,
+                    max_length=spec.max_length,
                 )
             else:
                 self._loaded[role] = self._chat(spec)
@@ -217,7 +218,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def eval_cmd(args: argparse.Namespace) -> int:
     """Run the whole evaluation; exit 2 on bad input, with a message naming the problem."""
-    from spec_tool_node.evaluation.collect import CacheMissingError
+    from spec_tool_node.evaluation.collector import CacheMissingError
 
     try:
         return _run(args)
@@ -227,7 +228,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from spec_tool_node.evaluation.collect import (
+    from spec_tool_node.evaluation.collector import (
         ModelKeys,
         Needs,
         collect,
@@ -237,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from spec_tool_node.evaluation.metrics import compute_metrics
     from spec_tool_node.evaluation.report import results_table, write_report
-    from spec_tool_node.evaluation.simulate import live_check, simulate
+    from spec_tool_node.evaluation.simulator import live_check, simulate
     from spec_tool_node.node import SpeculativeActionNode, load_policy
 
     modes = _modes(args.modes)

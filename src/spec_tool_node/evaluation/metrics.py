@@ -26,8 +26,8 @@ from typing import Any
 
 from spec_tool_node.actions import BlockedAction, InvalidActionError, action_from_canonical
 from spec_tool_node.cascade import MODES
-from spec_tool_node.evaluation.collect import Collection
-from spec_tool_node.evaluation.simulate import SampleResult, Simulation
+from spec_tool_node.evaluation.collector import Collection
+from spec_tool_node.evaluation.simulator import SampleResult, Simulation
 from spec_tool_node.examples import Example
 from spec_tool_node.matching import matches
 

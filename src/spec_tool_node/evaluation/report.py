@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spec_tool_node.evaluation.metrics import ACCURACY_TOLERANCE, SAVINGS_SHARE_TARGET
-from spec_tool_node.evaluation.simulate import LiveCheck, Simulation
+from spec_tool_node.evaluation.simulator import LiveCheck, Simulation
 
 MODE_NAMES = {
     "A": "always strong",

@@ -517,6 +517,27 @@ def run_trajectory(
         truth.close()
 
 
+def load_results(path: str | Path) -> dict[str, TrajectoryResult]:
+    """Finished results of a trajectory cache by task id (missing file: none; a half-written
+    last line of a killed run is dropped; the last line of a task wins)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    results: dict[str, TrajectoryResult] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = TrajectoryResult.model_validate_json(line)
+        except ValueError as e:
+            if number == len(lines):
+                continue
+            raise ValueError(f"{path}:{number}: not a trajectory result: {e}") from e
+        results[result.task_id] = result
+    return results
+
+
 def run_trajectories(
     task_ids: Iterable[str | MultiTurnTask],
     node_factory: NodeFactory,
@@ -524,18 +545,30 @@ def run_trajectories(
     max_steps_per_turn: int = DEFAULT_MAX_STEPS_PER_TURN,
     on_error: str = "raise",
     progress: bool = False,
+    cache: str | Path | None = None,
 ) -> list[TrajectoryResult]:
     """Run held-out multi-turn tasks live, one :class:`TrajectoryResult` each, in order.
 
     See :func:`run_trajectory` for the arguments; ``progress`` prints one line per trajectory.
+    ``cache`` is a JSONL file of finished results: tasks found there are not run again and each
+    new result is appended as soon as it is done, so a long run continues where it stopped. A
+    result that ended in an exception is not cached (a rerun tries it again).
     """
     tasks = [t if isinstance(t, MultiTurnTask) else load_task(t) for t in task_ids]
+    done = load_results(cache) if cache is not None else {}
     results: list[TrajectoryResult] = []
     for i, task in enumerate(tasks, start=1):
+        if task.id in done:
+            results.append(done[task.id])
+            continue
         result = run_trajectory(
             task, node_factory, max_steps_per_turn=max_steps_per_turn, on_error=on_error
         )
         results.append(result)
+        if cache is not None and result.error is None:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            with Path(cache).open("a", encoding="utf-8") as f:
+                f.write(result.model_dump_json() + "\n")
         if progress:
             verdict = "success" if result.success else result.check.get("error_type", "failed")
             print(
@@ -873,6 +906,7 @@ def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
             max_steps_per_turn=args.max_steps_per_turn,
             on_error="record",
             progress=True,
+            cache=_cache_file(args, config.model_copy(update={"mode": mode})),
         )
     command = _command(args) + _trajectory_flags(args)
     report_md = Path(args.out) / "report.md"
@@ -893,6 +927,26 @@ def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
         )
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _cache_file(args: argparse.Namespace, config: Any) -> Path:
+    """The result cache of one trajectory configuration: a rerun with the same models, mode,
+    threshold, policy, system prompt and step budget continues it."""
+    import hashlib
+
+    key = json.dumps(
+        {
+            "config": config.model_dump(mode="json"),
+            "policy": str(args.policy),
+            "system_prompt": args.system_prompt,
+            "max_steps_per_turn": args.max_steps_per_turn,
+            "max_new_tokens": args.max_new_tokens,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    cache = Path(args.cache or Path(args.out) / "cache")
+    return cache / f"trajectories-{config.mode}-{digest}.jsonl"
 
 
 def _trajectory_flags(args: argparse.Namespace) -> str:

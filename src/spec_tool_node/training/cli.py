@@ -186,18 +186,21 @@ def bundle_cmd(args: argparse.Namespace) -> int:
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.config import CascadeConfig, ModelSpec
 
-    def spec(text: str | None) -> ModelSpec | None:
+    def spec(text: str | None, max_length: int | None = None) -> ModelSpec | None:
         if not text:
             return None
         model, _, adapter = text.partition("@")
-        return ModelSpec(model=model, adapter=adapter or None)
+        return ModelSpec(model=model, adapter=adapter or None, max_length=max_length)
+
+    if args.verifier_max_length is not None and not args.verifier:
+        raise SystemExit("--verifier-max-length needs --verifier")
 
     config = CascadeConfig(
         mode=args.mode,
         threshold=args.threshold,
         proposer=spec(args.proposer),
         strong=spec(args.strong),
-        verifier=spec(args.verifier),
+        verifier=spec(args.verifier, args.verifier_max_length),
     )
     card = json.loads(args.card.read_text()) if args.card else {}
     print(f"bundle: {Bundle(config=config, card=card, probe=args.probe).save_pretrained(args.out)}")
@@ -305,6 +308,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="accept threshold on p(ACCEPT)")
     for role in ("proposer", "strong", "verifier"):
         p.add_argument(f"--{role}", help=f"{role} as MODEL or MODEL@ADAPTER_DIR")
+    p.add_argument(
+        "--verifier-max-length",
+        type=int,
+        help="prompt length the verifier was trained on (its --max-length); longer prompts are "
+        "cut the same way at inference",
+    )
     p.add_argument("--probe", type=Path, help="probe file to include")
     p.add_argument(
         "--card", type=Path, help="JSON with what the card records (data, steps, metrics)"

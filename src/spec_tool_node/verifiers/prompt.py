@@ -1,10 +1,14 @@
 """The verifier prompt: one format, defined once, read at inference and trained on.
 
-A verifier sees a system instruction and one user message with three parts: the available tools
-(one compact JSON function schema per line, sorted keys), the conversation transcript (one block
-per message, assistant tool calls in the canonical action text) and the proposed next action in
-canonical text, followed by the question. It answers ``ACCEPT`` or ``REJECT``; a trained verifier
-reads only the logits of those two labels' first tokens right after the generation prompt.
+A verifier sees a system instruction and one user message with three parts: the available tools,
+the conversation transcript (one block per message, assistant tool calls in the canonical action
+text) and the proposed next action in canonical text, followed by the question. Only the tools the
+draft calls are shown with their full JSON schema (sorted keys); every other tool is one line of
+name and the start of its description. That keeps the prompt short where agents carry dozens of
+tools (a verifier that must cut its prompt loses the instruction first), and the schemas it shows
+are the ones the draft's arguments are checked against. It answers ``ACCEPT`` or ``REJECT``; a
+trained verifier reads only the logits of those two labels' first tokens right after the
+generation prompt.
 """
 
 from __future__ import annotations
@@ -74,20 +78,44 @@ def _block(m: dict[str, Any], call_names: dict[str, str]) -> str:
     return f"[{role}] {content}"
 
 
+BRIEF_DESCRIPTION_CHARS = 160
+"""How much of an uncalled tool's description the listing keeps."""
+
+
+def _listing(tools: Sequence[dict[str, Any]], draft: Action) -> str:
+    called = {c.name for c in draft.calls} if isinstance(draft, ToolCallsAction) else set()
+    functions = [t.get("function", t) for t in tools]
+    full = [
+        json.dumps(f, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        for f in functions
+        if f.get("name") in called
+    ]
+    brief = []
+    for f in functions:
+        if f.get("name") not in called:
+            text = " ".join(str(f.get("description") or "").split())
+            if len(text) > BRIEF_DESCRIPTION_CHARS:
+                text = text[: BRIEF_DESCRIPTION_CHARS - 3].rstrip() + "..."
+            brief.append(f"- {f.get('name')}: {text}" if text else f"- {f.get('name')}")
+    parts = []
+    if full:
+        parts.append("Called tools (full schema):\n" + "\n".join(full))
+    if brief:
+        parts.append(("Other tools:\n" if full else "Tools:\n") + "\n".join(brief))
+    return "\n".join(parts) or "(none)"
+
+
 def verifier_messages(
     context: Sequence[BaseMessage | dict[str, Any]],
     tools: Sequence[dict[str, Any]],
     draft: Action,
 ) -> list[dict[str, Any]]:
     """The verifier's chat: a system message and one user message (deterministic)."""
-    listing = "\n".join(
-        json.dumps(t.get("function", t), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        for t in tools
-    )
+    listing = _listing(tools, draft)
     call_names: dict[str, str] = {}
     transcript = "\n".join(_block(m, call_names) for m in to_chat_dicts(context))
     user = (
-        f"Available tools:\n{listing or '(none)'}\n\n"
+        f"Available tools:\n{listing}\n\n"
         f"Conversation:\n{transcript or '(empty)'}\n\n"
         f"Proposed next action:\n{canonical_text(draft)}\n\n"
         f"{QUESTION}"

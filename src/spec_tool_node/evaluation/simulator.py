@@ -42,7 +42,7 @@ from spec_tool_node.cascade import (
 )
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
-from spec_tool_node.evaluation.collect import (
+from spec_tool_node.evaluation.collector import (
     CacheMissingError,
     Collected,
     Collection,
