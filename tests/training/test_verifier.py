@@ -15,6 +15,7 @@ from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.training.sft import TrainConfig
 from spec_tool_node.training.verifier import (
+    LabelPairLoss,
     Probe,
     auroc,
     calibrate,
@@ -64,6 +65,29 @@ def base_folder(tmp_path, tiny_tokenizer):
     make_model(tiny_tokenizer).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+def test_label_pair_loss_reads_only_the_two_label_logits_at_the_label_position():
+    accept, reject = 3, 5
+    loss = LabelPairLoss(accept, reject)
+    logits = torch.randn(2, 4, 8)
+    labels = torch.full((2, 4), -100)
+    labels[0, 3], labels[1, 2] = accept, reject  # the label token ends each prompt
+    out = type("Out", (), {"logits": logits})()
+    expected = torch.nn.functional.cross_entropy(
+        torch.stack([logits[0, 2, [accept, reject]], logits[1, 1, [accept, reject]]]),
+        torch.tensor([0, 1]),
+    )
+    assert loss(out, labels) == pytest.approx(expected.item(), abs=1e-6)
+    # other vocabulary entries and other positions do not matter
+    changed = logits.clone()
+    changed[:, :, [0, 1, 2, 4, 6, 7]] += 10.0
+    changed[0, 0] += 3.0
+    assert loss(type("Out", (), {"logits": changed})(), labels) == pytest.approx(
+        expected.item(), abs=1e-6
+    )
+    # normalised by the items of the whole accumulated batch when the Trainer gives it
+    assert loss(out, labels, num_items_in_batch=4) == pytest.approx(expected.item() / 2, abs=1e-6)
 
 
 def test_trained_verifier_separates_its_training_pairs(tmp_path, base_folder):

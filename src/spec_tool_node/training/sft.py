@@ -9,7 +9,7 @@ runs unchanged under ``accelerate launch`` on several GPUs.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -68,10 +68,12 @@ def train_lora(
     *,
     eval_set: Sequence[Features] = (),
     resume: bool = True,
+    compute_loss: Callable[..., torch.Tensor] | None = None,
 ) -> Path:
     """Train a LoRA adapter on ready features; returns the adapter folder (``output_dir/adapter``).
 
     Resumes from the newest ``checkpoint-*`` in ``output_dir`` when ``resume`` is set.
+    ``compute_loss`` replaces the language-model loss (``Trainer``'s ``compute_loss_func``).
     """
     output_dir = Path(output_dir)
     set_seed(cfg.seed)
@@ -102,6 +104,7 @@ def train_lora(
         train_dataset=_rows(train),
         eval_dataset=_rows(eval_set) if eval_set else None,
         data_collator=Collator(tokenizer.pad_token_id),
+        compute_loss_func=compute_loss,
     )
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)

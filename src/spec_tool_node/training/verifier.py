@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,6 +24,31 @@ from spec_tool_node.chat_models.hf import load_pretrained
 from spec_tool_node.examples import Example
 from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
 from spec_tool_node.training.sft import TrainConfig, train_lora
+from spec_tool_node.verifiers.prompt import label_token_ids
+
+
+class LabelPairLoss:
+    """Cross-entropy over the ACCEPT and REJECT logits at the label position only.
+
+    ``TrainedVerifier`` reads a softmax over those two logits, so that is what training fits: the
+    whole-vocabulary loss first spends its steps moving probability onto the two label tokens
+    (the first real run started at a loss of 9 and ended above ln 2 without separating them).
+    """
+
+    def __init__(self, accept_id: int, reject_id: int) -> None:
+        self.ids = [accept_id, reject_id]
+        self.reject_id = reject_id
+
+    def __call__(
+        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        target = labels[:, 1:]
+        mask = target != -100
+        pair = outputs.logits[:, :-1][mask][:, self.ids].float()
+        rejected = (target[mask] == self.reject_id).long()
+        loss = torch.nn.functional.cross_entropy(pair, rejected, reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+        return loss / count
 
 
 def train_verifier(
@@ -63,7 +89,14 @@ def train_verifier(
     train = features([p for p in pairs if p.example_id not in held])
     evaluation = features([p for p in pairs if p.example_id in held])
     adapter = train_lora(
-        model, tokenizer, train, output_dir, cfg, eval_set=evaluation, resume=resume
+        model,
+        tokenizer,
+        train,
+        output_dir,
+        cfg,
+        eval_set=evaluation,
+        resume=resume,
+        compute_loss=LabelPairLoss(*label_token_ids(tokenizer)),
     )
     return adapter, mix
 
