@@ -32,8 +32,57 @@ fi
 if run mine-train; then
   $CLI train mine --proposer "$PROPOSER" --data "$RUNS/data/train.jsonl" --cache "$RUNS/drafts/train.jsonl"
 fi
+VERIFIER_OUT=${VERIFIER_OUT:-$RUNS/verifier}
 if run verifier; then
   $CLI train verifier --base "$VERIFIER_BASE" --data "$RUNS/data/train.jsonl" --drafts "$RUNS/drafts/train.jsonl" \
-    --out "$RUNS/verifier" --max-steps "${STEPS:-60}" --batch-size 4 --grad-accum 2 --learning-rate 3e-4 \
-    --lora-r 8 --lora-alpha 16 --target-modules q_proj,v_proj --max-length "${MAX_LENGTH:-512}" --save-steps 10
+    --out "$VERIFIER_OUT" --max-steps "${STEPS:-70}" --batch-size 4 --grad-accum 2 \
+    --learning-rate "${LR:-3e-4}" --lora-r "${LORA_R:-16}" --lora-alpha "$((2 * ${LORA_R:-16}))" \
+    --target-modules "${TARGETS:-q_proj,k_proj,v_proj,o_proj}" --max-length "${MAX_LENGTH:-768}" --save-steps 10
+fi
+RESULTS=${RESULTS:-benchmarks/results/verifier}
+if run eval; then
+  # held-out AUROC, calibrated threshold, precision/recall against the two baselines
+  $PY benchmarks/verifier_eval.py --examples "$RUNS/data/heldout.jsonl" --drafts "$RUNS/drafts/heldout.jsonl" \
+    --verifier-base "$VERIFIER_BASE" --verifier-adapter "$VERIFIER_OUT/adapter" \
+    --judge qwen2.5-coder-1.5b-instruct --max-length "${MAX_LENGTH:-768}" --out "$RESULTS"
+fi
+if run bundle; then
+  # the card records what was run and what was measured; the threshold is the calibrated one
+  $PY - "$RESULTS/metrics.json" "$VERIFIER_OUT/adapter/training.json" "$RESULTS/card.json" <<'PY'
+import json, sys
+metrics, training = (json.load(open(p)) for p in sys.argv[1:3])
+cfg = training["config"]
+pairs = [json.loads(line) for line in open(sys.argv[2].rsplit("/", 2)[0] + "/pairs.jsonl")]
+mix = {}
+for p in pairs:
+    mix[p["source"]] = mix.get(p["source"], 0) + 1
+card = {
+    "how it was made": {
+        "command": "bash benchmarks/verifier_run.sh (stages data, mine-heldout, mine-train, "
+        "verifier, eval, bundle; sizes are its defaults)",
+        "verifier base": f"smollm2-135m-instruct, LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} "
+        f"on {cfg['target_modules']}, {training['global_step']} steps, batch "
+        f"{cfg['batch_size']}x{cfg['grad_accum']}, lr {cfg['learning_rate']}, at most "
+        f"{cfg['max_length']} tokens per prompt, loss on the ACCEPT/REJECT pair only",
+        "hard negatives from": "qwen2.5-coder-0.5b-instruct drafts (greedy) on the training examples",
+        "training data": "BFCL v4 train split: first 80 of live_simple, live_multiple, "
+        "live_irrelevance; live_parallel (16), live_parallel_multiple (24) = 280 examples",
+        "split": "train = live_* + even multi-turn ids; held-out = non-live single-turn + odd "
+        "multi-turn ids (spec_tool_node.bfcl.split_of)",
+        "pairs": f"{len(pairs)} balanced 50/50 ({sum(p['accept'] for p in pairs)} accept); "
+        f"mix {dict(sorted(mix.items()))}",
+        "steps": training["global_step"],
+    },
+    "held-out metrics (first 25 of simple_python, multiple, parallel, irrelevance; valid drafts "
+    "only)": metrics["signals"],
+    "held-out drafts": {k: v for k, v in metrics.items() if k.startswith("n_")},
+}
+json.dump(card, open(sys.argv[3], "w"), indent=2)
+print(json.dumps(card, indent=2))
+PY
+  THRESHOLD=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['signals']['trained verifier']['threshold'])" "$RESULTS/metrics.json")
+  $CLI bundle --out "$RESULTS/bundle" --mode D --threshold "$THRESHOLD" \
+    --proposer "$PROPOSER" --strong qwen2.5-coder-1.5b-instruct \
+    --verifier "$VERIFIER_BASE@$VERIFIER_OUT/adapter" --verifier-max-length "${MAX_LENGTH:-768}" \
+    --card "$RESULTS/card.json"
 fi

@@ -62,7 +62,7 @@ def test_labels_cover_only_the_action_tokens(tiny_tokenizer):
     ]
     assert features.labels[: features.prompt_length] == [-100] * features.prompt_length
     assert tiny_tokenizer.decode(labelled) == (
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
         "\n</tool_call><|im_end|>"
     )
 
@@ -267,3 +267,38 @@ def test_train_lora_changes_the_adapter_weights(tmp_path, tiny_tokenizer):
     weights = load_file(adapter / "adapter_model.safetensors")
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero
+
+
+def test_gold_action_is_the_plain_call_and_resolves_nested_possible_answers():
+    from spec_tool_node.matching import matches
+
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "set_ac",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "body": {
+                        "type": "object",
+                        "properties": {
+                            "mode": {"type": "string"},
+                            "target": {"type": "integer"},
+                        },
+                    },
+                    "room": {"type": "string"},
+                },
+                "required": ["body"],
+            },
+        },
+    }
+    ex = Example(
+        id="nested",
+        tools=[tool],
+        messages=[{"role": "user", "content": "Cool mode please."}],
+        gold=[{"set_ac": {"body": [{"mode": ["COOL"], "target": ["", 22]}], "room": ["", "hall"]}}],
+    )
+    action = gold_action(ex)
+    assert action.calls[0].arguments == {"body": {"mode": "COOL"}}  # optional ones left out
+    assert matches(action, ex.gold)
+    assert gold_action(example()).calls[0].arguments == {"city": "Paris"}

@@ -160,3 +160,26 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
         Bundle.from_pretrained(saved)
     with pytest.raises(FileNotFoundError, match=r"no cascade\.json"):
         Bundle.from_pretrained(tmp_path)
+
+
+def test_left_padded_batches_keep_only_the_label_logits_and_lose_nothing(base_folder):
+    from spec_tool_node.chat_models.hf import load_pretrained
+    from spec_tool_node.training.sft import Collator
+
+    model, tokenizer = load_pretrained(str(base_folder), dtype="float32")
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, -100, -100, 9]},
+        {"input_ids": [5, 6, 4], "labels": [-100, -100, 4]},
+    ]
+    loss = LabelPairLoss(4, 9)
+    full = Collator(tokenizer.pad_token_id)(rows)
+    kept = Collator(tokenizer.pad_token_id, logits_to_keep=2)(rows)
+    assert kept["input_ids"][1].tolist()[:2] == [tokenizer.pad_token_id] * 2
+    assert kept["position_ids"][1].tolist() == [0, 0, 0, 1, 2]
+    with torch.no_grad():
+        out_full = model(**{k: v for k, v in full.items() if k != "labels"})
+        out_kept = model(**{k: v for k, v in kept.items() if k != "labels"})
+    assert out_kept.logits.shape[1] == 2
+    assert loss(out_kept, kept["labels"]) == pytest.approx(
+        loss(out_full, full["labels"]).item(), abs=1e-4
+    )

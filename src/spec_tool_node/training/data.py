@@ -100,21 +100,31 @@ def _decisions(log: dict[str, Any], prefix: str) -> list[Example]:
 # -- SFT -----------------------------------------------------------------------------------------
 
 
+def _taught_arguments(possible: dict[str, list[Any]]) -> dict[str, Any]:
+    """One call's arguments from BFCL possible answers: the first acceptable value of each.
+
+    An argument whose list allows ``""`` may be left out, and is: the plain call a model writes.
+    A dict value is itself a map of possible answers (BFCL nests them) and is resolved the same way.
+    """
+    arguments = {}
+    for name, values in possible.items():
+        if not values or "" in values:
+            continue
+        value = values[0]
+        arguments[name] = _taught_arguments(value) if isinstance(value, dict) else value
+    return arguments
+
+
 def gold_action(example: Example) -> Action:
-    """The action SFT teaches for an example: each argument's first acceptable value."""
+    """The action SFT teaches and the verifier's gold positive: a plain call that is right."""
     if example.gold == "respond":
         return RespondAction(content=NO_TOOL_ANSWER)
     if example.gold == "blocked":
         return BlockedAction(reason=REFUSAL_REASON)
     calls = []
     for entry in example.gold:
-        ((name, args),) = entry.items()
-        arguments = {
-            k: next(v for v in values if v != "")
-            for k, values in args.items()
-            if any(v != "" for v in values)
-        }
-        calls.append(ToolCall(name=name, arguments=arguments))
+        ((name, possible),) = entry.items()
+        calls.append(ToolCall(name=name, arguments=_taught_arguments(possible)))
     return ToolCallsAction(calls=calls)
 
 

@@ -37,22 +37,38 @@ def lora_config(cfg: TrainConfig) -> LoraConfig:
 
 
 class Collator:
-    """Right-pads ids with the pad token, labels with -100, and builds the attention mask."""
+    """Pads ids with the pad token and labels with -100, and builds the attention mask.
 
-    def __init__(self, pad_id: int) -> None:
+    Args:
+        pad_id: the tokenizer's pad token id.
+        logits_to_keep: left-pad instead, so every row ends at its last token, and ask the model
+            for the logits of only the last ``logits_to_keep`` positions. A classifier whose one
+            label ends each row then skips the vocabulary projection of every other position
+            (with a 151k-token vocabulary, most of a step's time and memory).
+    """
+
+    def __init__(self, pad_id: int, logits_to_keep: int | None = None) -> None:
         self.pad_id = pad_id
+        self.logits_to_keep = logits_to_keep
 
-    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = max(len(b["input_ids"]) for b in batch)
+        left = self.logits_to_keep is not None
 
-        def pad(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
+        def pad(row: list[int], value: int) -> list[int]:
+            filler = [value] * (width - len(row))
+            return filler + row if left else row + filler
 
-        ids = pad("input_ids", self.pad_id)
-        mask = torch.tensor(
-            [[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch]
-        )
-        return {"input_ids": ids, "labels": pad("labels", -100), "attention_mask": mask}
+        mask = torch.tensor([pad([1] * len(b["input_ids"]), 0) for b in batch])
+        out: dict[str, Any] = {
+            "input_ids": torch.tensor([pad(b["input_ids"], self.pad_id) for b in batch]),
+            "labels": torch.tensor([pad(b["labels"], -100) for b in batch]),
+            "attention_mask": mask,
+        }
+        if left:
+            out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            out["logits_to_keep"] = self.logits_to_keep
+        return out
 
 
 def _rows(features: Sequence[Features]) -> list[dict[str, list[int]]]:
@@ -69,11 +85,13 @@ def train_lora(
     eval_set: Sequence[Features] = (),
     resume: bool = True,
     compute_loss: Callable[..., torch.Tensor] | None = None,
+    collator: Collator | None = None,
 ) -> Path:
     """Train a LoRA adapter on ready features; returns the adapter folder (``output_dir/adapter``).
 
     Resumes from the newest ``checkpoint-*`` in ``output_dir`` when ``resume`` is set.
-    ``compute_loss`` replaces the language-model loss (``Trainer``'s ``compute_loss_func``).
+    ``compute_loss`` replaces the language-model loss (``Trainer``'s ``compute_loss_func``);
+    ``collator`` replaces the right-padding :class:`Collator`.
     """
     output_dir = Path(output_dir)
     set_seed(cfg.seed)
@@ -103,7 +121,7 @@ def train_lora(
         args=args,
         train_dataset=_rows(train),
         eval_dataset=_rows(eval_set) if eval_set else None,
-        data_collator=Collator(tokenizer.pad_token_id),
+        data_collator=collator or Collator(tokenizer.pad_token_id),
         compute_loss_func=compute_loss,
     )
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None

@@ -10,6 +10,7 @@ calibrates its routers.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from collections import Counter
@@ -23,7 +24,7 @@ import torch
 from spec_tool_node.chat_models.hf import load_pretrained
 from spec_tool_node.examples import Example
 from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
-from spec_tool_node.training.sft import TrainConfig, train_lora
+from spec_tool_node.training.sft import Collator, TrainConfig, train_lora
 from spec_tool_node.verifiers.prompt import label_token_ids
 
 
@@ -42,13 +43,18 @@ class LabelPairLoss:
     def __call__(
         self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None
     ) -> torch.Tensor:
-        target = labels[:, 1:]
+        kept = outputs.logits.shape[1]  # the last positions only, under ``logits_to_keep``
+        target = labels[:, labels.shape[1] - kept + 1 :]
         mask = target != -100
         pair = outputs.logits[:, :-1][mask][:, self.ids].float()
         rejected = (target[mask] == self.reject_id).long()
         loss = torch.nn.functional.cross_entropy(pair, rejected, reduction="sum")
         count = num_items_in_batch if num_items_in_batch is not None else mask.sum()
         return loss / count
+
+
+def _keeps_logits(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def train_verifier(
@@ -88,6 +94,7 @@ def train_verifier(
 
     train = features([p for p in pairs if p.example_id not in held])
     evaluation = features([p for p in pairs if p.example_id in held])
+    keep = 2 if _keeps_logits(model) else None  # the label's logits, not the whole sequence's
     adapter = train_lora(
         model,
         tokenizer,
@@ -97,6 +104,7 @@ def train_verifier(
         eval_set=evaluation,
         resume=resume,
         compute_loss=LabelPairLoss(*label_token_ids(tokenizer)),
+        collator=Collator(tokenizer.pad_token_id, logits_to_keep=keep),
     )
     return adapter, mix
 
