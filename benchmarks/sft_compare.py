@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--examples", type=Path, required=True, help="held-out examples JSONL")
     parser.add_argument("--before", type=Path, required=True, help="draft cache of the base model")
     parser.add_argument("--after", type=Path, required=True, help="draft cache with the adapter")
-    parser.add_argument("--run", type=Path, help="SFT run folder (its training.json is quoted)")
+    parser.add_argument(
+        "--training", type=Path, help="the adapter's training.json (config and losses, quoted)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     args = parser.parse_args()
 
@@ -51,8 +53,13 @@ def main() -> None:
         }
         for group, row in table.items()
     }
-    if args.run and (args.run / "training.json").is_file():
-        metrics["training"] = json.loads((args.run / "training.json").read_text())
+    if args.training:
+        training = json.loads(args.training.read_text())
+        metrics["training"] = {
+            "config": training["config"],
+            "global_step": training["global_step"],
+            "losses": [h["loss"] for h in training["log_history"] if "loss" in h],
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     lines = [

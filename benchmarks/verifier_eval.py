@@ -28,18 +28,16 @@ from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.training.verifier import auroc, calibrate, precision_recall
 
 
-def cached_scores(path: Path, todo: list, score) -> dict[str, float]:
-    done = (
-        {r["id"]: r["p"] for r in map(json.loads, path.read_text().splitlines())}
-        if path.exists()
-        else {}
-    )
+def cached_scores(path: Path, todo: list, score, scorer: str) -> dict[str, float]:
+    """Scores by example id, computed once per ``scorer`` (model and adapter) and appended."""
+    records = map(json.loads, path.read_text().splitlines()) if path.exists() else []
+    done = {r["id"]: r["p"] for r in records if r.get("scorer") == scorer}
     with path.open("a") as f:
         for ex, draft in tqdm([t for t in todo if t[0].id not in done], desc=path.stem):
             done[ex.id] = score(ex, draft)
-            f.write(json.dumps({"id": ex.id, "p": done[ex.id]}) + "\n")
+            f.write(json.dumps({"id": ex.id, "p": done[ex.id], "scorer": scorer}) + "\n")
             f.flush()
-    return done
+    return {ex.id: done[ex.id] for ex, _ in todo}
 
 
 def main() -> None:
@@ -80,6 +78,7 @@ def main() -> None:
             args.out / "verifier_scores.jsonl",
             todo,
             lambda ex, d: verifier.score(convert_to_messages(ex.messages), ex.tools, d).p_accept,
+            f"{args.verifier_base}@{args.verifier_adapter} max_length={args.max_length}",
         ),
         "proposer mean log-prob": {i: math.exp(drafts[i]["mean_logprob"]) for i in labels},
     }
@@ -91,6 +90,7 @@ def main() -> None:
             args.out / "judge_scores.jsonl",
             todo,
             lambda ex, d: judge.score(convert_to_messages(ex.messages), ex.tools, d).p_accept,
+            args.judge,
         )
 
     ids = sorted(labels)

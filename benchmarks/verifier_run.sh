@@ -12,7 +12,7 @@ PY=${PY:-.venv/bin/python}
 CLI="$PY -m spec_tool_node.cli"
 RUNS=${RUNS:-runs}
 PROPOSER=${PROPOSER:-qwen2.5-coder-0.5b-instruct}
-VERIFIER_BASE=${VERIFIER_BASE:-smollm2-135m-instruct}
+VERIFIER_BASE=${VERIFIER_BASE:-qwen2.5-coder-0.5b-instruct}
 TRAIN_CATEGORIES=${TRAIN_CATEGORIES:-live_simple,live_multiple,live_irrelevance,live_parallel,live_parallel_multiple}
 TRAIN_PER_CATEGORY=${TRAIN_PER_CATEGORY:-80}
 HELDOUT_CATEGORIES=${HELDOUT_CATEGORIES:-simple_python,multiple,parallel,irrelevance}
@@ -35,9 +35,9 @@ fi
 VERIFIER_OUT=${VERIFIER_OUT:-$RUNS/verifier}
 if run verifier; then
   $CLI train verifier --base "$VERIFIER_BASE" --data "$RUNS/data/train.jsonl" --drafts "$RUNS/drafts/train.jsonl" \
-    --out "$VERIFIER_OUT" --max-steps "${STEPS:-70}" --batch-size 4 --grad-accum 2 \
-    --learning-rate "${LR:-3e-4}" --lora-r "${LORA_R:-16}" --lora-alpha "$((2 * ${LORA_R:-16}))" \
-    --target-modules "${TARGETS:-q_proj,k_proj,v_proj,o_proj}" --max-length "${MAX_LENGTH:-768}" --save-steps 10
+    --out "$VERIFIER_OUT" --max-steps "${STEPS:-80}" --batch-size "${BATCH:-4}" --grad-accum "${GRAD_ACCUM:-1}" \
+    --learning-rate "${LR:-2e-4}" --lora-r "${LORA_R:-16}" --lora-alpha "$((2 * ${LORA_R:-16}))" \
+    --target-modules "${TARGETS:-q_proj,k_proj,v_proj,o_proj}" --max-length "${MAX_LENGTH:-768}" --save-steps "${SAVE_STEPS:-20}"
 fi
 RESULTS=${RESULTS:-benchmarks/results/verifier}
 if run eval; then
@@ -48,9 +48,10 @@ if run eval; then
 fi
 if run bundle; then
   # the card records what was run and what was measured; the threshold is the calibrated one
-  $PY - "$RESULTS/metrics.json" "$VERIFIER_OUT/adapter/training.json" "$RESULTS/card.json" <<'PY'
+  $PY - "$RESULTS/metrics.json" "$VERIFIER_OUT/adapter/training.json" "$RESULTS/card.json" "$VERIFIER_BASE" <<'PY'
 import json, sys
 metrics, training = (json.load(open(p)) for p in sys.argv[1:3])
+base = sys.argv[4]
 cfg = training["config"]
 pairs = [json.loads(line) for line in open(sys.argv[2].rsplit("/", 2)[0] + "/pairs.jsonl")]
 mix = {}
@@ -60,7 +61,7 @@ card = {
     "how it was made": {
         "command": "bash benchmarks/verifier_run.sh (stages data, mine-heldout, mine-train, "
         "verifier, eval, bundle; sizes are its defaults)",
-        "verifier base": f"smollm2-135m-instruct, LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} "
+        "verifier base": f"{base}, LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} "
         f"on {cfg['target_modules']}, {training['global_step']} steps, batch "
         f"{cfg['batch_size']}x{cfg['grad_accum']}, lr {cfg['learning_rate']}, at most "
         f"{cfg['max_length']} tokens per prompt, loss on the ACCEPT/REJECT pair only",
