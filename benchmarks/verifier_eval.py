@@ -6,10 +6,12 @@
         --out benchmarks/results/verifier
 
 On the same valid drafts (invalid ones never reach a verifier) it reports AUROC of "the draft is
-right" for: the trained verifier, the prompted strong-model judge (mode C) and the proposer's own
-mean token log-prob. The threshold is calibrated on one half of the examples (every other id) to a
-target precision and precision/recall are reported on the other half. Scores are cached per
-example (JSONL), so an interrupted run resumes.
+right" for: the trained verifier, the prompted strong-model judge (mode C), the proposer's own
+mean token log-prob and, with ``--strong-likelihood``, the strong model's mean token log-prob of
+the draft written as its own chat template writes that action (one forward pass, no generation;
+comparing the parsed action, not the proposer's surface form). The threshold is calibrated on one
+half of the examples (every other id) to a target precision and precision/recall are reported on
+the other half. Scores are cached per example (JSONL), so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ def cached_scores(path: Path, todo: list, score, scorer: str) -> dict[str, float
     return {ex.id: done[ex.id] for ex, _ in todo}
 
 
+def strong_likelihood(model, ex, draft) -> float:
+    """exp(mean log-prob) of ``draft`` as ``model``'s template renders it after the context."""
+    from spec_tool_node.actions import action_to_message
+    from spec_tool_node.chat_models.hf import render_prompt
+
+    tokenizer = model._tokenizer
+    prompt = render_prompt(tokenizer, ex.messages, ex.tools)
+    full = render_prompt(
+        tokenizer, [*ex.messages, action_to_message(draft)], ex.tools, add_generation_prompt=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError(f"{ex.id}: the rendered answer does not extend the prompt")
+    completion = full[len(prompt) :]
+    end = tokenizer.eos_token or ""
+    if end and end in completion:
+        completion = completion[: completion.index(end) + len(end)]
+    score = model.score_continuation(ex.messages, completion, ex.tools)
+    return math.exp(sum(score.logprobs) / len(score.logprobs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -51,6 +73,9 @@ def main() -> None:
     parser.add_argument("--verifier-base", required=True, help="verifier base model")
     parser.add_argument("--verifier-adapter", help="trained verifier adapter")
     parser.add_argument("--judge", help="strong model prompted as judge (mode C baseline)")
+    parser.add_argument(
+        "--strong-likelihood", help="strong model whose log-prob of the draft is a baseline"
+    )
     parser.add_argument(
         "--max-length", type=int, help="cut verifier prompts from the left as in training"
     )
@@ -91,6 +116,17 @@ def main() -> None:
             todo,
             lambda ex, d: judge.score(convert_to_messages(ex.messages), ex.tools, d).p_accept,
             args.judge,
+        )
+
+    if args.strong_likelihood:
+        from spec_tool_node.chat_models.hf import HFChatModel
+
+        strong = HFChatModel(model=args.strong_likelihood)
+        scores["strong mean log-prob"] = cached_scores(
+            args.out / "likelihood_scores.jsonl",
+            todo,
+            lambda ex, d: strong_likelihood(strong, ex, d),
+            args.strong_likelihood,
         )
 
     ids = sorted(labels)
