@@ -163,6 +163,10 @@ def test_chat_log_reader_and_bad_lines(tmp_path):
     assert [e.gold for e in examples] == [[{"get_weather": {"city": ["Paris"]}}], "respond"]
     assert len(examples[1].messages) == 3
 
+    path.write_text(json.dumps({"tools": []}) + "\n")
+    with pytest.raises(ExampleError, match=r"logs\.jsonl:1: missing field 'messages'"):
+        read_chat_logs(path)
+
 
 def test_pairs_are_balanced_with_the_mix_reported():
     examples = [example(i, city) for i, city in enumerate(["Paris", "Lyon", "Nice", "Rome"])]

@@ -62,7 +62,8 @@ def read_chat_logs(
                 log = json.loads(line)
                 examples.extend(_decisions(log, f"{path.stem}:{number}"))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                message = f"{path}:{number}: {e}"
+                reason = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+                message = f"{path}:{number}: {reason}"
                 if on_error == "raise":
                     raise ExampleError(message) from None
                 import warnings
