@@ -6,6 +6,10 @@
 #
 #   bash benchmarks/verifier_run.sh            # whole pipeline
 #   STAGE=mine-heldout bash benchmarks/verifier_run.sh
+#
+# The committed bundle was built with
+#   VERIFIER_BASE=smollm2-135m-instruct VERIFIER_OUT=runs/verifier4 STEPS=60 SAVE_STEPS=30 LR=3e-4 \
+#     bash benchmarks/verifier_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -44,7 +48,8 @@ if run eval; then
   # held-out AUROC, calibrated threshold, precision/recall against the two baselines
   $PY benchmarks/verifier_eval.py --examples "$RUNS/data/heldout.jsonl" --drafts "$RUNS/drafts/heldout.jsonl" \
     --verifier-base "$VERIFIER_BASE" --verifier-adapter "$VERIFIER_OUT/adapter" \
-    --judge qwen2.5-coder-1.5b-instruct --max-length "${MAX_LENGTH:-768}" --out "$RESULTS"
+    --judge qwen2.5-coder-1.5b-instruct --strong-likelihood qwen2.5-coder-1.5b-instruct \
+    --max-length "${MAX_LENGTH:-768}" --out "$RESULTS"
 fi
 if run bundle; then
   # the card records what was run and what was measured; the threshold is the calibrated one
@@ -59,8 +64,11 @@ for p in pairs:
     mix[p["source"]] = mix.get(p["source"], 0) + 1
 card = {
     "how it was made": {
-        "command": "bash benchmarks/verifier_run.sh (stages data, mine-heldout, mine-train, "
-        "verifier, eval, bundle; sizes are its defaults)",
+        "command": f"VERIFIER_BASE={base} VERIFIER_OUT={sys.argv[2].rsplit('/', 2)[0]} "
+        f"STEPS={cfg['max_steps']} BATCH={cfg['batch_size']} GRAD_ACCUM={cfg['grad_accum']} "
+        f"LR={cfg['learning_rate']} LORA_R={cfg['lora_r']} MAX_LENGTH={cfg['max_length']} "
+        f"SAVE_STEPS={cfg['save_steps']} bash benchmarks/verifier_run.sh (stages data, "
+        "mine-heldout, mine-train, verifier, eval, bundle)",
         "verifier base": f"{base}, LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} "
         f"on {cfg['target_modules']}, {training['global_step']} steps, batch "
         f"{cfg['batch_size']}x{cfg['grad_accum']}, lr {cfg['learning_rate']}, at most "
