@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
@@ -60,6 +62,14 @@ def graph(node: SpeculativeActionNode, state=SpecAgentState, checkpointer=None):
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
     return builder.compile(checkpointer=checkpointer)
+
+
+def invoke(g, state, use_async: bool, config=None):
+    """Run a compiled graph through its sync or its async driver."""
+    return asyncio.run(g.ainvoke(state, config)) if use_async else g.invoke(state, config)
+
+
+both_drivers = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 
 
 def models(proposer_script=(), strong_script=()):
@@ -222,7 +232,8 @@ def test_invalid_draft_in_cheap_only_mode_ends_with_text_not_a_crash():
     assert not out["messages"][-1].tool_calls
 
 
-def test_proposer_and_verifier_exceptions_are_rejects():
+@both_drivers
+def test_proposer_and_verifier_exceptions_are_rejects(use_async):
     cheap, strong = models(
         [RuntimeError("proposer down"), call("get_weather", city="Paris"), say("ok")],
         [say("fallback 1"), say("fallback 2")],
@@ -236,14 +247,15 @@ def test_proposer_and_verifier_exceptions_are_rejects():
         config=CascadeConfig(mode="D"),
     )
     g = graph(node)
-    first = g.invoke({"messages": QUESTION})["spec_ledger"][0]
+    first = invoke(g, {"messages": QUESTION}, use_async)["spec_ledger"][0]
     assert first.path == "fallback" and first.reject_reason == "error: RuntimeError: proposer down"
     assert first.calls[0].ok is False
-    second = g.invoke({"messages": QUESTION})["spec_ledger"][0]
+    second = invoke(g, {"messages": QUESTION}, use_async)["spec_ledger"][0]
     assert second.reject_reason == "error: ValueError: verifier down" and second.path == "fallback"
 
 
-def test_strong_exception_propagates_with_a_clear_message():
+@both_drivers
+def test_strong_exception_propagates_with_a_clear_message(use_async):
     cheap, strong = models([call("send_email", to="x")], [RuntimeError("quota exceeded")])
     node = SpeculativeActionNode(
         proposer=cheap,
@@ -253,10 +265,11 @@ def test_strong_exception_propagates_with_a_clear_message():
         config=CascadeConfig(mode="D"),
     )
     with pytest.raises(CascadeError, match=r"strong model 'strong' failed.*quota exceeded"):
-        graph(node).invoke({"messages": QUESTION})
+        invoke(graph(node), {"messages": QUESTION}, use_async)
 
 
-def test_interrupts_propagate():
+@both_drivers
+def test_interrupts_propagate(use_async):
     cheap, strong = models([GraphInterrupt([Interrupt(value="approve?")])], [say("never")])
     node = SpeculativeActionNode(
         proposer=cheap,
@@ -265,8 +278,11 @@ def test_interrupts_propagate():
         tools=TOOLS,
         config=CascadeConfig(mode="D"),
     )
-    out = graph(node, checkpointer=InMemorySaver()).invoke(
-        {"messages": QUESTION}, {"configurable": {"thread_id": "t"}}
+    out = invoke(
+        graph(node, checkpointer=InMemorySaver()),
+        {"messages": QUESTION},
+        use_async,
+        {"configurable": {"thread_id": "t"}},
     )
     assert out["__interrupt__"][0].value == "approve?"
     assert strong.calls == 0

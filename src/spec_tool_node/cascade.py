@@ -18,7 +18,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from functools import partial
+from typing import Any, Literal, Protocol, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.errors import GraphBubbleUp
@@ -37,6 +38,8 @@ from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
 from spec_tool_node.safety import SafetyDecision, SafetyPolicy
 from spec_tool_node.verifiers.base import Verdict, Verifier
+
+T = TypeVar("T")
 
 
 class CascadeError(RuntimeError):
@@ -267,9 +270,34 @@ def _error(e: Exception) -> str:
     return f"error: {type(e).__name__}: {e}"
 
 
+def _attempt(call: Callable[[], T]) -> tuple[T | Exception, float]:
+    """Run one model call, timed; an exception becomes its outcome (interrupts propagate)."""
+    start = time.perf_counter()
+    try:
+        outcome: T | Exception = call()
+    except GraphBubbleUp:
+        raise
+    except Exception as e:
+        outcome = e
+    return outcome, time.perf_counter() - start
+
+
+async def _aattempt(call: Callable[[], Awaitable[T]]) -> tuple[T | Exception, float]:
+    """:func:`_attempt` for a coroutine."""
+    start = time.perf_counter()
+    try:
+        outcome: T | Exception = await call()
+    except GraphBubbleUp:
+        raise
+    except Exception as e:
+        outcome = e
+    return outcome, time.perf_counter() - start
+
+
 def _as_draft(
-    outcome: AIMessage | Exception, name: str, wall: float, calls: list[CallRecord]
+    outcome: AIMessage | Exception, wall: float, name: str, calls: list[CallRecord]
 ) -> Draft:
+    """A proposer failure is a draft that carries its error: the cascade rejects it."""
     if isinstance(outcome, Exception):
         calls.append(_record("cheap", name, "draft", None, wall, _error(outcome)))
         return Draft(message=None, error=_error(outcome))
@@ -278,10 +306,21 @@ def _as_draft(
 
 
 def _as_scored(outcome: list[Verdict] | Exception, count: int, calls: list[CallRecord]) -> Scored:
+    """A verifier failure scores every draft 0: a reject with its reason."""
     if isinstance(outcome, Exception):
         return Scored(p_accept=[0.0] * count, error=_error(outcome))
     calls.extend(v.record for v in outcome if v.record is not None)
     return Scored(p_accept=[min(max(v.p_accept, 0.0), 1.0) for v in outcome])
+
+
+def _as_action(
+    outcome: AIMessage | Exception, wall: float, name: str, calls: list[CallRecord]
+) -> AIMessage:
+    """The strong model is the last resort: its failure propagates."""
+    if isinstance(outcome, Exception):
+        raise _strong_failed(name, outcome) from outcome
+    calls.append(_record("strong", name, "act", outcome, wall))
+    return outcome
 
 
 def _strong_failed(name: str, e: Exception) -> CascadeError:
@@ -332,13 +371,21 @@ class Cascade:
             while True:
                 if isinstance(request, Propose):
                     answer: Any = [
-                        self._draft(models.draft, i > 0, models.proposer_name, calls)
+                        _as_draft(
+                            *_attempt(partial(models.draft, i > 0)), models.proposer_name, calls
+                        )
                         for i in range(request.count)
                     ]
                 elif isinstance(request, Score):
-                    answer = self._score(request, models, context, tools, calls)
+                    score = partial(
+                        self._scorer(models).score_batch,
+                        context,
+                        list(tools.values()),
+                        request.drafts,
+                    )
+                    answer = _as_scored(_attempt(score)[0], len(request.drafts), calls)
                 else:
-                    answer = self._act(models.act, models.strong_name, calls)
+                    answer = _as_action(*_attempt(models.act), models.strong_name, calls)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
@@ -353,111 +400,23 @@ class Cascade:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
-                    answer: Any = list(
-                        await asyncio.gather(
-                            *(
-                                self._adraft(models.adraft, i > 0, models.proposer_name, calls)
-                                for i in range(request.count)
-                            )
-                        )
+                    drafted = await asyncio.gather(
+                        *(_aattempt(partial(models.adraft, i > 0)) for i in range(request.count))
                     )
+                    answer: Any = [_as_draft(*d, models.proposer_name, calls) for d in drafted]
                 elif isinstance(request, Score):
-                    answer = await self._ascore(request, models, context, tools, calls)
+                    ascore = partial(
+                        self._scorer(models).ascore_batch,
+                        context,
+                        list(tools.values()),
+                        request.drafts,
+                    )
+                    answer = _as_scored((await _aattempt(ascore))[0], len(request.drafts), calls)
                 else:
-                    answer = await self._aact(models.aact, models.strong_name, calls)
+                    answer = _as_action(*await _aattempt(models.aact), models.strong_name, calls)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
-
-    # each call: time it, record it; proposer and verifier failures become rejects
-
-    def _draft(
-        self, call: Callable[[bool], AIMessage], sample: bool, name: str, calls: list[CallRecord]
-    ) -> Draft:
-        start = time.perf_counter()
-        try:
-            outcome: AIMessage | Exception = call(sample)
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            outcome = e
-        return _as_draft(outcome, name, time.perf_counter() - start, calls)
-
-    async def _adraft(
-        self,
-        call: Callable[[bool], Awaitable[AIMessage]],
-        sample: bool,
-        name: str,
-        calls: list[CallRecord],
-    ) -> Draft:
-        start = time.perf_counter()
-        try:
-            outcome: AIMessage | Exception = await call(sample)
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            outcome = e
-        return _as_draft(outcome, name, time.perf_counter() - start, calls)
-
-    def _score(
-        self,
-        request: Score,
-        models: ModelCalls,
-        context: Sequence[BaseMessage],
-        tools: dict[str, dict[str, Any]],
-        calls: list[CallRecord],
-    ) -> Scored:
-        try:
-            outcome: list[Verdict] | Exception = self._scorer(models).score_batch(
-                context, list(tools.values()), request.drafts
-            )
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            outcome = e
-        return _as_scored(outcome, len(request.drafts), calls)
-
-    async def _ascore(
-        self,
-        request: Score,
-        models: ModelCalls,
-        context: Sequence[BaseMessage],
-        tools: dict[str, dict[str, Any]],
-        calls: list[CallRecord],
-    ) -> Scored:
-        try:
-            outcome: list[Verdict] | Exception = await self._scorer(models).ascore_batch(
-                context, list(tools.values()), request.drafts
-            )
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            outcome = e
-        return _as_scored(outcome, len(request.drafts), calls)
-
-    def _act(self, call: Callable[[], AIMessage], name: str, calls: list[CallRecord]) -> AIMessage:
-        start = time.perf_counter()
-        try:
-            message = call()
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            raise _strong_failed(name, e) from e
-        calls.append(_record("strong", name, "act", message, time.perf_counter() - start))
-        return message
-
-    async def _aact(
-        self, call: Callable[[], Awaitable[AIMessage]], name: str, calls: list[CallRecord]
-    ) -> AIMessage:
-        start = time.perf_counter()
-        try:
-            message = await call()
-        except GraphBubbleUp:
-            raise
-        except Exception as e:
-            raise _strong_failed(name, e) from e
-        calls.append(_record("strong", name, "act", message, time.perf_counter() - start))
-        return message
 
     def _finish(
         self, decision: Decision, calls: list[CallRecord], wall: float, models: ModelCalls
