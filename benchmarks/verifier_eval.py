@@ -45,19 +45,9 @@ def cached_scores(path: Path, todo: list, score, scorer: str) -> dict[str, float
 def strong_likelihood(model, ex, draft) -> float:
     """exp(mean log-prob) of ``draft`` as ``model``'s template renders it after the context."""
     from spec_tool_node.actions import action_to_message
-    from spec_tool_node.chat_models.hf import render_prompt
+    from spec_tool_node.chat_models.hf import render_reply
 
-    tokenizer = model._tokenizer
-    prompt = render_prompt(tokenizer, ex.messages, ex.tools)
-    full = render_prompt(
-        tokenizer, [*ex.messages, action_to_message(draft)], ex.tools, add_generation_prompt=False
-    )
-    if not full.startswith(prompt):
-        raise ValueError(f"{ex.id}: the rendered answer does not extend the prompt")
-    completion = full[len(prompt) :]
-    end = tokenizer.eos_token or ""
-    if end and end in completion:
-        completion = completion[: completion.index(end) + len(end)]
+    _, completion = render_reply(model._tokenizer, ex.messages, ex.tools, action_to_message(draft))
     score = model.score_continuation(ex.messages, completion, ex.tools)
     return math.exp(sum(score.logprobs) / len(score.logprobs))
 

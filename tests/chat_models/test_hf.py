@@ -12,8 +12,10 @@ from peft import LoraConfig, get_peft_model
 
 from spec_tool_node.chat_models.hf import (
     HFChatModel,
+    ReplyRenderError,
     load_pretrained,
     render_prompt,
+    render_reply,
     template_supports_tools,
 )
 from tests.conftest import PLAIN_TEMPLATE, make_model, make_tokenizer, teach
@@ -79,6 +81,22 @@ def test_template_without_tools_uses_documented_fallback():
         in prompt
     )
     assert "<|im_start|>user\n<tool_response>\nsunny\n</tool_response>" in prompt
+
+
+def test_a_reply_renders_right_after_its_prompt_through_end_of_turn(tiny_tokenizer):
+    reply = AIMessage(
+        "", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c"}]
+    )
+    history = [HumanMessage(QUESTION)]
+    prompt, completion = render_reply(tiny_tokenizer, history, [], reply)
+    assert prompt == render_prompt(tiny_tokenizer, history, [])
+    assert completion.startswith("<tool_call>\n") and completion.endswith("</tool_call><|im_end|>")
+
+
+def test_a_template_that_rewrites_earlier_turns_cannot_render_a_reply():
+    counting = "{{ messages | length }} turns\n{% for m in messages %}{{ m.content }}\n{% endfor %}"
+    with pytest.raises(ReplyRenderError, match="does not start with the inference prompt"):
+        render_reply(make_tokenizer(counting), [HumanMessage("hi")], [], AIMessage("ok"))
 
 
 def test_history_with_tool_calls_renders_natively(tiny_tokenizer):

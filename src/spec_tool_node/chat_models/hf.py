@@ -261,6 +261,40 @@ def render_prompt(
     )
 
 
+class ReplyRenderError(ValueError):
+    """The template renders an answered conversation that does not extend its inference prompt."""
+
+
+def render_reply(
+    tokenizer: Any,
+    messages: Sequence[BaseMessage | dict[str, Any]],
+    tools: Sequence[dict[str, Any]] | None,
+    reply: BaseMessage | dict[str, Any],
+) -> tuple[str, str]:
+    """The inference prompt, and ``reply`` as the template renders it right after that prompt.
+
+    The reply text stops at the end-of-turn token, the last token the model must emit. Training
+    puts its labels on exactly this text and scoring teacher-forces it, so both see what
+    generation after this prompt would have to produce.
+
+    Raises:
+        ReplyRenderError: the answered conversation does not begin with the prompt (a template
+            that rewrites earlier turns); no reply text then follows the inference prompt.
+    """
+    prompt = render_prompt(tokenizer, messages, tools)
+    full = render_prompt(tokenizer, [*messages, reply], tools, add_generation_prompt=False)
+    if not full.startswith(prompt):
+        raise ReplyRenderError(
+            "the rendered answer does not start with the inference prompt, so training would "
+            "see a different prompt than inference"
+        )
+    completion = full[len(prompt) :]
+    end = tokenizer.eos_token or ""
+    if end and end in completion:
+        completion = completion[: completion.index(end) + len(end)]
+    return prompt, completion
+
+
 def parse_model_reply(
     tokenizer: Any, text: str, prompt: str, tools: Sequence[dict[str, Any]] | None
 ) -> ParsedReply:

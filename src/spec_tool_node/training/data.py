@@ -1,8 +1,9 @@
 """Training data: chat-template SFT examples and balanced verifier pairs.
 
-Training format equals inference format. SFT prompts are rendered by
-:func:`spec_tool_node.chat_models.hf.render_prompt`, the function the chat model uses at run time,
-and the loss covers only the assistant's action tokens (through the end-of-turn token). Verifier
+Training format equals inference format. SFT examples are rendered by
+:func:`spec_tool_node.chat_models.hf.render_reply`, on top of the prompt rendering the chat model
+uses at run time, and the loss covers only the assistant's action tokens (through the end-of-turn
+token). Verifier
 pairs are rendered by :func:`spec_tool_node.verifiers.render_verifier_prompt`, the prompt
 ``TrainedVerifier`` reads, with the loss on the single label token.
 
@@ -30,7 +31,7 @@ from spec_tool_node.actions import (
     action_from_canonical,
     canonical_text,
 )
-from spec_tool_node.chat_models.hf import render_prompt
+from spec_tool_node.chat_models.hf import ReplyRenderError, render_reply
 from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
 from spec_tool_node.matching import matches
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
@@ -164,26 +165,15 @@ def render_sft(
     """
     action = action or gold_action(example)
     try:
-        prompt = render_prompt(tokenizer, example.messages, example.tools)
-        full = render_prompt(
-            tokenizer,
-            [*example.messages, assistant_message(action)],
-            example.tools,
-            add_generation_prompt=False,
+        prompt, completion = render_reply(
+            tokenizer, example.messages, example.tools, assistant_message(action)
         )
+    except ReplyRenderError as e:
+        raise TemplateError(f"example {example.id!r}: {e}") from e
     except Exception as e:
         raise TemplateError(
             f"example {example.id!r}: the chat template cannot render it: {e}"
         ) from e
-    if not full.startswith(prompt):
-        raise TemplateError(
-            f"example {example.id!r}: the rendered answer does not start with the inference "
-            "prompt, so training would see a different prompt than inference"
-        )
-    completion = full[len(prompt) :]
-    end = tokenizer.eos_token or ""
-    if end and end in completion:  # stop the labels at the end-of-turn token the model must emit
-        completion = completion[: completion.index(end) + len(end)]
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
     if max_length is not None and len(prompt_ids) + len(completion_ids) > max_length:
