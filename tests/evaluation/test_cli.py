@@ -20,6 +20,7 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path, capsys):
     assert code == 2
     assert "unknown dataset 'bfcl-nope'" in err
     assert "bfcl-heldout" in err and "simple_python" in err and "multiple" in err
+    assert "bfcl-trajectories" in err and "safety" in err
 
 
 def test_an_example_whose_gold_names_an_unbound_tool_is_reported_with_its_id(tmp_path, capsys):

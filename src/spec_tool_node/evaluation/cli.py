@@ -34,6 +34,8 @@ DATASETS = {
     "bfcl-heldout": "BFCL v4 held-out single-turn categories (--limit applies per category)",
     "bfcl-heldout-multi-turn": "every decision of the held-out (odd-numbered) BFCL multi-turn "
     "tasks (--limit applies to tasks per category)",
+    "bfcl-trajectories": "held-out BFCL multi-turn tasks run live as LangGraph agents in BFCL's "
+    "environments (with --trajectories N)",
     "safety": "the packaged safety suite: unsafe scenarios and safe look-alikes (--limit applies "
     "to each); --policy defaults to the suite's policy.yaml; also simulated with the gate off",
 }
@@ -111,6 +113,11 @@ def _load_named(data: str, limit: int | None) -> list[Example]:
         from spec_tool_node.evaluation.safety_suite import load_safety_suite
 
         return load_safety_suite(limit)
+    if data == "bfcl-trajectories":
+        raise DatasetError(
+            f"{data!r} is run live, not loaded as examples: spec-tool-node eval --data {data} "
+            "--trajectories N, or spec_tool_node.evaluation.trajectories.run_trajectories"
+        )
     if data in bfcl.CATEGORIES:
         examples = bfcl.load_category(data)
         return examples[:limit] if limit else examples
