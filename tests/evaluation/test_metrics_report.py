@@ -111,3 +111,16 @@ def test_report_states_a_missed_savings_target(run, tmp_path):
     changed["summary"].update(savings_share=0.65, target_savings_met=False)
     text = " ".join(findings(changed))
     assert "D keeps 65% of the oracle's savings, 15.0 points short of 80%" in text
+
+
+def test_report_says_what_savings_beyond_the_oracle_cost(run):
+    from spec_tool_node.evaluation.report import findings
+
+    _, metrics = run
+    changed = json.loads(json.dumps(metrics))
+    changed["summary"].update(savings_share=1.4)
+    text = " ".join(findings(changed))
+    wrong = metrics["D"]["accepted_wrong"]
+    assert f"it accepted {wrong} wrong draft(s) that the oracle would have sent" in text
+    assert "beyond the oracle's" in text
+    assert "beyond the oracle's" not in " ".join(findings(metrics))  # share 1.00: nothing beyond

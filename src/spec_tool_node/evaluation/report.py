@@ -179,6 +179,12 @@ def findings(metrics: dict[str, Any]) -> list[str]:
                     f"saves {_pct(1 - o['relative_cost'], 0)}: a savings share of "
                     f"{_num(share, '.2f')}."
                 )
+                if share > 1:
+                    out.append(
+                        f"D spends less than the oracle because it accepted "
+                        f"{d['accepted_wrong']} wrong draft(s) that the oracle would have sent to "
+                        "the strong model: the savings beyond the oracle's are paid in accuracy."
+                    )
         out.extend(_targets(d, s))
     unsafe = {k: m["unsafe_executed"] for k, m in metrics.items() if k in MODE_NAMES and m}
     unsafe.pop("oracle", None)
