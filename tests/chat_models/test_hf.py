@@ -145,6 +145,43 @@ def test_generated_tool_call_is_parsed_with_usage(taught):
     assert reply.response_metadata["finish_reason"] == "tool_calls"
 
 
+def test_a_follow_up_turn_prefills_only_what_is_new_and_decodes_the_same(tiny_tokenizer):
+    model = make_model(tiny_tokenizer)
+    tools, opts = [get_weather, get_time], {"max_new_tokens": 12, "return_logprobs": True}
+
+    def chat(**kw):
+        return HFChatModel(model="t", loaded=(model, tiny_tokenizer), **kw).bind_tools(tools)
+
+    cached, plain = chat(**opts), chat(**opts, prefix_cache=0)
+    first = [HumanMessage(QUESTION)]
+    reply = cached.invoke(first)
+    assert reply.usage_metadata["input_token_details"]["cache_read"] == 0
+    call_c1 = {"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}
+    follow = [
+        *first,
+        AIMessage("", tool_calls=[call_c1]),
+        ToolMessage("sunny", tool_call_id="c1"),
+        HumanMessage("And in Lyon?"),
+    ]
+    again, fresh = cached.invoke(follow), plain.invoke(follow)
+    read = again.usage_metadata["input_token_details"]["cache_read"]
+    assert reply.usage_metadata["input_tokens"] <= read < again.usage_metadata["input_tokens"]
+    assert fresh.usage_metadata["input_token_details"]["cache_read"] == 0
+    assert again.content == fresh.content
+    assert [t["token"] for t in again.response_metadata["logprobs"]["content"]] == [
+        t["token"] for t in fresh.response_metadata["logprobs"]["content"]
+    ]
+    assert again.response_metadata["logprobs"]["mean"] == pytest.approx(
+        fresh.response_metadata["logprobs"]["mean"], abs=1e-4
+    )
+    same = cached.invoke(follow)  # the whole prompt is cached now: only its last token is fed
+    details, tokens = (
+        same.usage_metadata["input_token_details"],
+        same.usage_metadata["input_tokens"],
+    )
+    assert details["cache_read"] == tokens - 1
+
+
 def test_length_finish_reason_when_budget_runs_out(taught):
     reply = taught.bind_tools([get_weather, get_time]).invoke(
         [HumanMessage(QUESTION)], max_new_tokens=12

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -62,6 +63,8 @@ _PASSED_BY_LANGCHAIN = {
 }
 """Call options LangChain or create_agent may pass: accepted (several calls per reply are always
 allowed, structured output is parsed by the caller)."""
+_MIN_PREFIX = 16
+"""Shorter shared prefixes are not worth copying a cache for."""
 _GEN_OPTIONS = (
     "max_new_tokens",
     "do_sample",
@@ -261,6 +264,11 @@ def render_prompt(
     )
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 class ReplyRenderError(ValueError):
     """The template renders an answered conversation that does not extend its inference prompt."""
 
@@ -351,6 +359,10 @@ class HFChatModel(BaseChatModel):
             ``response_metadata["hidden_state"]`` (a list of floats), for probes.
         dtype: torch dtype name used to load the weights.
         device: torch device; defaults to CUDA when available, else CPU.
+        prefix_cache: how many recent conversations' key/value caches to keep. An agent's next
+            prompt extends its last one (reply and tool result appended), so a single-reply call
+            prefills only the tokens after the longest cached prefix; ``0`` turns it off. The
+            reused count is in ``usage_metadata["input_token_details"]["cache_read"]``.
         loaded: an already-loaded ``(model, tokenizer)`` pair used instead of loading ``model``.
 
     Every option except the loading ones can be overridden per call (``model.invoke(m, n=3,
@@ -370,6 +382,7 @@ class HFChatModel(BaseChatModel):
     return_hidden_state: bool = False
     dtype: str = "bfloat16"
     device: str | None = None
+    prefix_cache: int = Field(default=4, ge=0)
 
     loaded: tuple[Any, Any] | None = Field(default=None, exclude=True, repr=False)
     """An already-loaded ``(model, tokenizer)`` pair; skips loading (tests, custom loading)."""
@@ -378,6 +391,8 @@ class HFChatModel(BaseChatModel):
     _tokenizer: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _end_token_ids: list[int] = PrivateAttr(default_factory=list)
+    _prefixes: list[tuple[list[int], Any]] = PrivateAttr(default_factory=list)
+    """(token ids, key/value cache over exactly those ids), most recent last."""
 
     def model_post_init(self, context: Any, /) -> None:
         if self.loaded is not None:
@@ -487,20 +502,53 @@ class HFChatModel(BaseChatModel):
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         if stop:
             gen_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+        single = opts["n"] == 1 and self.prefix_cache > 0
         with self._lock, torch.inference_mode():
+            reused = self._reuse_prefix(enc["input_ids"][0].tolist(), gen_kwargs) if single else 0
             out = model.generate(**enc, **gen_kwargs)
+            if single:
+                self._remember_prefix(out)
         prompt_len = enc["input_ids"].shape[1]
         generations = [
-            self._to_generation(out, row, prompt, prompt_len, end_ids, stop, tools, opts)
+            self._to_generation(out, row, prompt, prompt_len, reused, end_ids, stop, tools, opts)
             for row in range(out.sequences.shape[0])
         ]
         usage = {
             "input_tokens": prompt_len,
             "output_tokens": sum(g.message.usage_metadata["output_tokens"] for g in generations),
+            "cache_read": reused,
         }
         return ChatResult(
             generations=generations, llm_output={"model_name": self.model, "token_usage": usage}
         )
+
+    def _reuse_prefix(self, ids: list[int], gen_kwargs: dict[str, Any]) -> int:
+        """Start generation from the cached conversation sharing the longest prefix with ``ids``.
+
+        Returns how many prompt tokens the cache covers (at least the last one is prefilled, so
+        generation has a position to start from).
+        """
+        best, cache = 0, None
+        for known, kv in self._prefixes:
+            common = _common_prefix(known, ids)
+            if common > best:
+                best, cache = common, kv
+        best = min(best, len(ids) - 1)
+        if cache is None or best < _MIN_PREFIX:
+            return 0
+        reused = copy.deepcopy(cache)  # generate appends to it; the stored one stays reusable
+        if excess := reused.get_seq_length() - best:
+            reused.crop(-excess)  # a negative count removes that many tokens
+        gen_kwargs["past_key_values"] = reused
+        return best
+
+    def _remember_prefix(self, out: Any) -> None:
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not getattr(cache, "is_croppable", False):
+            return
+        ids = out.sequences[0, : cache.get_seq_length()].tolist()
+        kept = [(k, v) for k, v in self._prefixes if k != ids[: len(k)]]  # drop what ids extends
+        self._prefixes = [*kept, (ids, cache)][-self.prefix_cache :]
 
     def _to_generation(
         self,
@@ -508,6 +556,7 @@ class HFChatModel(BaseChatModel):
         row: int,
         prompt: str,
         prompt_len: int,
+        reused: int,
         end_ids: list[int],
         stop: list[str] | None,
         tools: list[dict[str, Any]] | None,
@@ -548,6 +597,7 @@ class HFChatModel(BaseChatModel):
                 "input_tokens": prompt_len,
                 "output_tokens": length,
                 "total_tokens": prompt_len + length,
+                "input_token_details": {"cache_read": reused},
             },
             response_metadata=metadata,
         )
