@@ -83,10 +83,11 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    later = [r for r in rows if r["step"] > 0]
-    first = [r for r in rows if r["step"] == 0]
+    write_report(rows, args)
 
-    def med(rs, key):
+
+def write_report(rows: list[dict], args: argparse.Namespace) -> None:
+    def med(rs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rs)
 
     lines = [
@@ -100,14 +101,25 @@ def main() -> None:
         "| decisions | n | prompt tokens | reused | with cache s | without s | same action |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, rs in (("first of a task (nothing cached)", first), ("later steps", later)):
+    groups = (
+        ("nothing reused", [r for r in rows if not r["cache_read"]]),
+        ("a prefix reused", [r for r in rows if r["cache_read"]]),
+        ("all", rows),
+    )
+    for name, rs in groups:
         if rs:
             lines.append(
                 f"| {name} | {len(rs)} | {med(rs, 'prompt_tokens'):.0f} | "
                 f"{med(rs, 'cache_read'):.0f} | {med(rs, 'cached_s'):.1f} | "
                 f"{med(rs, 'uncached_s'):.1f} | {sum(r['same_action'] for r in rs)}/{len(rs)} |"
             )
-    lines += ["", "Medians over the decisions; per-decision rows in `runs.jsonl`.", ""]
+    lines += [
+        "",
+        "Medians over the decisions; per-decision rows in `runs.jsonl`. Tasks that share their "
+        "tools also share the prompt's long tool listing, so a task's first decision can reuse "
+        "the previous task's prefix.",
+        "",
+    ]
     (args.out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
