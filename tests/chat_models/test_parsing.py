@@ -25,6 +25,8 @@ def calls(text: str) -> list[dict]:
         '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',
         '{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
         '{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}',
+        # braces doubled as in a format-string template (Qwen2.5-Coder-1.5B, seen in the evaluation)
+        '<tool_call>\n{{"name": "get_weather", "arguments": {"city": "Paris"}}}\n</tool_call>',
     ],
 )
 def test_single_call_formats(text):
@@ -87,6 +89,11 @@ def test_plain_answers_have_no_calls(text):
             "malformed",
         ),
         ('<tool_call>\n{"name": "get_weather", "argu', "get_weather", "malformed"),  # cut off
+        (
+            '<tool_call>{{"name": "get_weather", "arguments": {"city": }}}',
+            "get_weather",
+            "malformed",
+        ),
     ],
 )
 def test_broken_calls_land_in_invalid_tool_calls(text, name, error):

@@ -1,7 +1,9 @@
 """Turn a local model's reply text into LangChain tool calls.
 
 Small models write the same call in many surface forms: the chat template's ``<tool_call>`` tags,
-a fenced ```json block, bare JSON, several calls in one reply. Every form becomes
+a fenced ```json block, bare JSON, several calls in one reply, even braces doubled as in a
+format-string template (``{{"name": ...}}``, which Qwen2.5-Coder-1.5B writes after a long system
+prompt). Every form becomes
 ``AIMessage.tool_calls``; a reply that clearly tries to call a tool but does not parse becomes an
 entry of ``invalid_tool_calls`` and never an exception, so a misbehaving model cannot crash a run.
 """
@@ -115,6 +117,9 @@ def _parse_blob(blob: str, reply: ParsedReply, *, must_be_call: bool) -> bool:
     is an invalid call rather than plain text.
     """
     values = _decode_all(blob)
+    doubled = blob.strip()
+    if values is None and doubled.startswith("{{") and doubled.endswith("}}"):
+        values = _decode_all(doubled[1:-1])  # braces doubled, as in a format-string template
     if values is None:
         if must_be_call or _guess_name(blob):
             reply.invalid_tool_calls.append(
