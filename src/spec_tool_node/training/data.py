@@ -3,9 +3,8 @@
 Training format equals inference format. SFT examples are rendered by
 :func:`spec_tool_node.chat_models.hf.render_reply`, on top of the prompt rendering the chat model
 uses at run time, and the loss covers only the assistant's action tokens (through the end-of-turn
-token). Verifier
-pairs are rendered by :func:`spec_tool_node.verifiers.render_verifier_prompt`, the prompt
-``TrainedVerifier`` reads, with the loss on the single label token.
+token). Verifier pairs are rendered by :func:`spec_tool_node.verifiers.render_verifier_prompt`,
+the prompt ``TrainedVerifier`` reads, with the loss on the single label token.
 
 Readers turn trajectories into the example format (:mod:`spec_tool_node.examples`): OpenAI-style
 chat logs here, BFCL in :mod:`spec_tool_node.bfcl`.
