@@ -16,6 +16,7 @@ from spec_tool_node.evaluation.trajectories import (
     heldout_task_ids,
     load_task,
     run_trajectories,
+    trajectory_markdown,
     trajectory_report,
     write_trajectory_report,
 )
@@ -180,6 +181,30 @@ def test_report_distribution_and_files(tmp_path):
     assert json.loads(paths["json"].read_text())["success_rate"] == 0.5
     assert "| B | 2 | 50% |" in paths["markdown"].read_text()
     assert "## Multi-turn trajectories" in (tmp_path / "report.md").read_text()
+
+
+def test_report_counts_tasks_not_rows_and_splits_categories_by_mode():
+    task = load_task(BASE)
+    [run] = run_trajectories(
+        [task], factory("B", ScriptedChatModel(name="cheap", script=replay(task)))
+    )
+    other = run.model_copy(
+        update={"task_id": "multi_turn_miss_func_1", "category": "multi_turn_miss_func"}
+    )
+    results = [
+        run,
+        other,
+        run.model_copy(update={"mode": "A"}),
+        other.model_copy(update={"mode": "A"}),
+    ]
+    report = trajectory_report(results)
+    assert report["n"] == 4 and report["tasks"] == 2
+    assert set(report["by_mode"]["A"]["by_category"]) == {"multi_turn_base", "multi_turn_miss_func"}
+    assert report["by_mode"]["A"]["by_category"]["multi_turn_base"]["n"] == 1
+    markdown = trajectory_markdown(report)
+    assert "2 held-out BFCL multi-turn tasks" in markdown and "mode(s) A, B" in markdown
+    assert "| A | multi_turn_miss_func | 1 | 100% |" in markdown
+    assert "| B | multi_turn_base | 1 | 100% |" in markdown
 
 
 def test_cli_runs_trajectories_only(tmp_path, monkeypatch, capsys):

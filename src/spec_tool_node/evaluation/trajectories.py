@@ -675,13 +675,21 @@ def trajectory_report(
     ``final_state_match_rate``, ``savings`` and ``relative_cost`` as distributions (``min``,
     ``p25``, ``median``, ``p75``, ``max``, ``mean`` over trajectories), ``cost``,
     ``baseline_cost``, ``total_savings``, ``total_relative_cost``, ``decisions``,
-    ``accept_rate``; then ``by_mode``, ``by_category`` (the same keys per group) and ``rows``.
+    ``accept_rate``; then ``tasks`` (distinct task ids), ``by_mode`` (each with its own
+    ``by_category``), ``by_category`` (the same keys per group, all modes together) and ``rows``.
     """
+
+    def by_category(group: Sequence[TrajectoryResult]) -> dict[str, Any]:
+        present = [c for c in bfcl.MULTI_TURN_CATEGORIES if any(r.category == c for r in group)]
+        return {c: _group([r for r in group if r.category == c]) for c in present}
+
     report = _group(results)
-    modes = sorted({r.mode for r in results})
-    categories = [c for c in bfcl.MULTI_TURN_CATEGORIES if any(r.category == c for r in results)]
-    report["by_mode"] = {m: _group([r for r in results if r.mode == m]) for m in modes}
-    report["by_category"] = {c: _group([r for r in results if r.category == c]) for c in categories}
+    report["tasks"] = len({r.task_id for r in results})
+    report["by_mode"] = {}
+    for mode in sorted({r.mode for r in results}):
+        group = [r for r in results if r.mode == mode]
+        report["by_mode"][mode] = {**_group(group), "by_category": by_category(group)}
+    report["by_category"] = by_category(results)
     report["max_steps_per_turn"] = max_steps_per_turn
     report["rows"] = [r.row() for r in results]
     return report
@@ -700,9 +708,11 @@ def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
     lines = [f"{heading} Multi-turn trajectories (BFCL, live LangGraph agents)", ""]
     steps = report.get("max_steps_per_turn")
     categories = ", ".join(report["by_category"]) or "none"
+    modes = ", ".join(report["by_mode"]) or "none"
     lines += [
-        f"{report['n']} held-out BFCL multi-turn tasks ({categories}) ran live: the node as the "
-        "agent of a ReAct graph whose `ToolNode` executes in BFCL's own environments"
+        f"{report['tasks']} held-out BFCL multi-turn tasks ({categories}) ran live in mode(s) "
+        f"{modes}: the node as the agent of a ReAct graph whose `ToolNode` executes in BFCL's "
+        "own environments"
         + (f", at most {steps} model decisions per user turn" if steps else "")
         + ". Success is BFCL's multi-turn checker on the executed calls (after every turn with "
         "ground-truth calls: same environment state as the ground truth, the ground truth's "
@@ -730,13 +740,14 @@ def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
     if notes:
         lines += ["", "Note: " + "; ".join(notes) + " (counted as failures)."]
     if len(report["by_category"]) > 1:
-        lines += ["", "| category | n | success | savings median | relative cost (total) |"]
-        lines.append("|---|---|---|---|---|")
-        for category, g in report["by_category"].items():
-            lines.append(
-                f"| {category} | {g['n']} | {_pct(g['success_rate'])} | "
-                f"{_num(g['savings']['median'])} | {_num(g['total_relative_cost'])} |"
-            )
+        lines += ["", "| mode | category | n | success | savings median | relative cost (total) |"]
+        lines.append("|---|---|---|---|---|---|")
+        for mode, per_mode in report["by_mode"].items():
+            for category, g in per_mode["by_category"].items():
+                lines.append(
+                    f"| {mode} | {category} | {g['n']} | {_pct(g['success_rate'])} | "
+                    f"{_num(g['savings']['median'])} | {_num(g['total_relative_cost'])} |"
+                )
     lines += [
         "",
         "| task | mode | success | turns | decisions | cost | baseline | savings | relative cost "
