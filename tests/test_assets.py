@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 
 import pytest
@@ -101,3 +103,87 @@ def test_work_folders_of_dead_conversions_are_removed(fake_asset, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - the fake bytes are no GGUF
         assets.resolve(asset.name)
     assert not dead.exists() and alive.exists()
+
+
+TOOL_INSTRUCTION = (
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+)
+DOUBLED = '{{"name": <function-name>, "arguments": <args-json-object>}}'
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def _render(tokenizer) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
+def test_shipped_qwen_template_writes_the_tool_instruction_with_single_braces():
+    from tests.conftest import make_tokenizer
+
+    template = assets.shipped_template(assets.ASSETS["qwen2.5-coder-1.5b-instruct"])
+    assert template is not None
+    prompt = _render(make_tokenizer(template))
+    assert TOOL_INSTRUCTION in prompt and DOUBLED not in prompt
+    assert '{"type": "function", "function": {"name": "get_weather"' in prompt
+
+
+def test_converted_folder_gets_the_shipped_template_without_converting_again(
+    fake_asset, tmp_path, monkeypatch
+):
+    """A folder converted with the GGUF's doubled-brace template (as before the correction) is
+    updated in place at the next resolve: the fake asset's bytes are no GGUF, so converting again
+    would fail."""
+    from transformers import AutoTokenizer
+
+    from tests.conftest import make_tokenizer
+
+    asset, _ = fake_asset
+    fixed = dataclasses.replace(asset, chat_template="qwen2.5-tools.jinja")
+    monkeypatch.setitem(assets.ASSETS, asset.name, fixed)
+    shipped = assets.shipped_template(fixed)
+    folder = tmp_path / "cache" / asset.name
+    make_tokenizer(
+        shipped.replace('\\"name\\"', '{\\"name\\"').replace(
+            "<args-json-object>}", "<args-json-object>}}"
+        )
+    ).save_pretrained(folder)
+    assert DOUBLED in _render(AutoTokenizer.from_pretrained(folder))
+    marker = folder / "spec_tool_node_asset.json"
+    marker.write_text(json.dumps({"format": 1, "asset": asset.name, "sha256": asset.sha256}))
+
+    assert assets.resolve(asset.name) == folder
+    prompt = _render(AutoTokenizer.from_pretrained(folder))
+    assert TOOL_INSTRUCTION in prompt and DOUBLED not in prompt
+    recorded = json.loads(marker.read_text())
+    assert recorded["chat_template"] == hashlib.sha256(shipped.encode()).hexdigest()
+    assert recorded["sha256"] == asset.sha256
+    assert [p.name for p in folder.parent.iterdir()] == [asset.name]  # no work folder left
+    before = marker.stat().st_mtime_ns
+    assert assets.resolve(asset.name) == folder
+    assert marker.stat().st_mtime_ns == before  # up to date: nothing rewritten
+
+
+@pytest.mark.slow
+@pytest.mark.packaged
+def test_both_qwen_assets_render_the_same_tool_prompt():
+    """The cheap/strong pair must see the same prompt: mode F teacher-forces one model's draft
+    after the other's prompt, and a verifier reading both would see a difference otherwise."""
+    from transformers import AutoTokenizer
+
+    small, large = (
+        AutoTokenizer.from_pretrained(assets.resolve(name))
+        for name in ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
+    )
+    assert TOOL_INSTRUCTION in _render(small)
+    assert _render(large) == _render(small)

