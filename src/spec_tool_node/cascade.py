@@ -1,11 +1,12 @@
 """The cascade: draft cheaply, verify, fall back to the strong model on reject, gate the result.
 
-Modes are data (:data:`MODES`): how many drafts, who scores them, whether a strong model is
-required. The policy itself is one generator, :func:`decide`, that reads top to bottom and
-*yields* what it needs done (propose drafts, score them, let the strong model act). A sync and an
-async driver in :class:`Cascade` carry those requests out, so both paths share every decision.
+Modes are data (:data:`~spec_tool_node.modes.MODES`): how many drafts, who scores them, which
+models they require. The policy itself is one generator, :func:`decide`, that reads top to bottom
+and *yields* what it needs done (propose drafts, score them, let the strong model act). A sync
+and an async driver in :class:`Cascade` carry those requests out, so both paths share every
+decision.
 
-Rules that hold in every mode (DESIGN section 2): a draft that does not parse, names an unbound
+Rules that hold in every mode: a draft that does not parse, names an unbound
 tool or breaks the schema is rejected before any verifier (reason ``invalid``); a proposer or
 verifier exception is a reject with its reason; a strong-model exception propagates as a
 :class:`CascadeError`; LangGraph interrupts always propagate; the safety gate checks the final
@@ -19,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.errors import GraphBubbleUp
@@ -36,32 +37,16 @@ from spec_tool_node.actions import (
 )
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
+from spec_tool_node.errors import ConfigError, SpecToolNodeError
+from spec_tool_node.modes import MODES, ModeSpec, describe_models, missing_models
 from spec_tool_node.safety import SafetyDecision, SafetyPolicy
 from spec_tool_node.verifiers.base import Verdict, Verifier
 
 T = TypeVar("T")
 
 
-class CascadeError(RuntimeError):
+class CascadeError(SpecToolNodeError, RuntimeError):
     """The strong model failed: there is nothing left to fall back to."""
-
-
-@dataclass(frozen=True)
-class ModeSpec:
-    """What a mode does: ``drafts`` per decision ("n" = config.n_drafts), who scores them."""
-
-    drafts: int | Literal["n"]
-    scorer: Literal["none", "verifier", "judge"]
-    needs_strong: bool
-
-
-MODES: dict[str, ModeSpec] = {
-    "A": ModeSpec(drafts=0, scorer="none", needs_strong=True),
-    "B": ModeSpec(drafts=1, scorer="none", needs_strong=False),
-    "C": ModeSpec(drafts=1, scorer="judge", needs_strong=True),
-    "D": ModeSpec(drafts=1, scorer="verifier", needs_strong=True),
-    "E": ModeSpec(drafts="n", scorer="verifier", needs_strong=True),
-}
 
 
 # -- what the decision function asks its driver for -------------------------------------------
@@ -119,7 +104,7 @@ def decide(
     has_strong: bool,
 ) -> Generator[Propose | Score | Act, Any, Decision]:
     """The whole decision, for every mode."""
-    count = config.n_drafts if spec.drafts == "n" else spec.drafts
+    count = spec.draft_count(config.n_drafts)
     drafts: list[Draft] = (yield Propose(count)) if count else []
     for draft in drafts:
         _check(draft, tools)
@@ -335,6 +320,10 @@ class Cascade:
         verifier: scores drafts in modes D and E (required there); mode C's judge is the
             strong model prompted as a judge, which the model calls provide.
         policy: the safety gate; ``None`` allows everything.
+        has_strong, has_proposer: whether the model calls can reach those models.
+
+    Raises:
+        ConfigError: the mode requires a model that is not there.
     """
 
     def __init__(
@@ -344,13 +333,18 @@ class Cascade:
         verifier: Verifier | None = None,
         policy: SafetyPolicy | None = None,
         has_strong: bool = True,
+        has_proposer: bool = True,
     ) -> None:
         self.config = config
         self.spec = MODES[config.mode]
-        if self.spec.scorer == "verifier" and verifier is None:
-            raise ValueError(f"mode {config.mode} needs a verifier (verifier=...)")
-        if (self.spec.needs_strong or self.spec.scorer == "judge") and not has_strong:
-            raise ValueError(f"mode {config.mode} needs a strong model (strong=...)")
+        lacking = missing_models(
+            config.mode,
+            proposer=True if has_proposer else None,
+            verifier=verifier,
+            strong=True if has_strong else None,
+        )
+        if lacking:
+            raise ConfigError(f"mode {config.mode} needs {describe_models(lacking)}")
         self.verifier = verifier
         self.policy = policy or SafetyPolicy()
         self.has_strong = has_strong

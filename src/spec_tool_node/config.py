@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spec_tool_node.costs import CostModel
-
-Mode = Literal["A", "B", "C", "D", "E"]
+from spec_tool_node.modes import mode_letter
 
 
 class ModelSpec(BaseModel):
@@ -33,7 +32,9 @@ class CascadeConfig(BaseModel):
 
     Args:
         mode: ``A`` always strong, ``B`` cheap only, ``C`` cheap + prompted strong judge,
-            ``D`` cheap + trained verifier, ``E`` N sampled drafts reranked by the verifier.
+            ``D`` cheap + trained verifier, ``E`` N sampled drafts reranked by the verifier;
+            given by letter or by name (``always_strong``, ``cheap_only``, ``judge``,
+            ``verifier``, ``rerank``), stored as the letter.
         threshold: a draft is accepted when its p(ACCEPT) is at least this.
         n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
         sample_kwargs: call options that make the proposer sample the extra drafts of mode E.
@@ -46,7 +47,7 @@ class CascadeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = "D"
+    mode: str = "D"
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     n_drafts: int = Field(default=3, ge=2)
     sample_kwargs: dict[str, Any] = Field(
@@ -57,6 +58,12 @@ class CascadeConfig(BaseModel):
     proposer: ModelSpec | None = None
     strong: ModelSpec | None = None
     verifier: ModelSpec | None = None
+
+    @field_validator("mode")
+    @classmethod
+    def _canonical_mode(cls, mode: str) -> str:
+        """One canonical form (the letter), whichever form the user wrote."""
+        return mode_letter(mode)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n")

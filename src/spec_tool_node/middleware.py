@@ -107,12 +107,13 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
     ) -> None:
         super().__init__()
         self.config = config or CascadeConfig()
-        if self.config.mode != "A" and proposer is None:
-            raise ValueError(f"mode {self.config.mode} needs a proposer (proposer=...)")
         self.proposer, self.strong, self.verifier = proposer, strong, verifier
         self.judge = ChatModelVerifier(strong) if strong is not None else None
-        self.cascade = Cascade(
-            self.config, verifier=verifier, policy=load_policy(safety, self.config)
+        self.cascade = Cascade(  # the strong model defaults to the agent's own
+            self.config,
+            verifier=verifier,
+            policy=load_policy(safety, self.config),
+            has_proposer=proposer is not None,
         )
 
     @staticmethod

@@ -117,7 +117,7 @@ class SpeculativeActionNode(RunnableCallable):
         messages_key: the state key holding the conversation.
 
     Raises:
-        ValueError: the mode needs a model or verifier that was not given.
+        ConfigError: the mode needs a model or verifier that was not given.
     """
 
     def __init__(
@@ -135,8 +135,6 @@ class SpeculativeActionNode(RunnableCallable):
     ) -> None:
         super().__init__(self._func, self._afunc, name=name, trace=False)
         self.config = config or CascadeConfig()
-        if self.config.mode != "A" and proposer is None:
-            raise ValueError(f"mode {self.config.mode} needs a proposer (proposer=...)")
         self.proposer, self.strong, self.verifier = proposer, strong, verifier
         self.judge = ChatModelVerifier(strong) if strong is not None else None
         self.tools = tool_schemas(tools)
@@ -147,6 +145,7 @@ class SpeculativeActionNode(RunnableCallable):
             verifier=verifier,
             policy=load_policy(safety, self.config),
             has_strong=strong is not None,
+            has_proposer=proposer is not None,
         )
         tool_list = [{"type": "function", "function": f} for f in self.tools.values()]
         self._bound: dict[str, Runnable] = {}

@@ -44,10 +44,13 @@ def test_unknown_mode_and_missing_model_are_errors(tmp_path, capsys):
     data = tmp_path / "data.jsonl"
     write_examples(data, toy.examples())
     assert main(["eval", "--data", str(data), "--modes", "B,Z", "--out", str(tmp_path)]) == 2
-    assert "unknown modes ['Z']" in capsys.readouterr().err
+    assert "unknown mode 'Z'; known: A (always_strong)" in capsys.readouterr().err
     assert main(["eval", "--data", str(data), "--modes", "D", "--proposer", "x",
                  "--out", str(tmp_path)]) == 2  # fmt: skip
-    assert "need a strong and a verifier model" in capsys.readouterr().err
+    assert (
+        "need a strong model (--strong NAME[@ADAPTER]) and a verifier (--verifier NAME[@ADAPTER])"
+        in capsys.readouterr().err
+    )
 
 
 def test_bfcl_names(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import collect, live_check, simulate
 from spec_tool_node.examples import Example
+from spec_tool_node.modes import MODES as MODES_TABLE
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.safety import SafetyPolicy
 from tests.evaluation.fakes import (
@@ -123,11 +124,10 @@ def models() -> tuple[LookupChatModel, LookupChatModel, LookupVerifier]:
 
 
 def factory(mode: str, example: Example) -> SpeculativeActionNode:
-    proposer, strong, verifier = models()  # fresh instances: sampled drafts start over
+    fresh = dict(zip(("proposer", "strong", "verifier"), models(), strict=True))
+    needed = MODES_TABLE[mode].models  # fresh instances: sampled drafts start over
     return SpeculativeActionNode(
-        proposer=proposer if mode != "A" else None,
-        strong=strong if mode != "B" else None,
-        verifier=verifier if mode in "DE" else None,
+        **{role: model for role, model in fresh.items() if role in needed},
         tools=example.tools,
         config=CONFIG.model_copy(update={"mode": mode}),
         safety=POLICY,

@@ -229,7 +229,9 @@ def test_cli_trajectories_need_the_models_of_their_mode(tmp_path, capsys):
     code = main(["eval", "--data", "bfcl-trajectories", "--trajectories", "1",
                  "--out", str(tmp_path)])  # fmt: skip
     assert code == 2
-    assert "need a proposer and a strong and a verifier model" in capsys.readouterr().err
+    assert "trajectory modes D need a proposer (--proposer NAME[@ADAPTER]) and a strong model" in (
+        capsys.readouterr().err
+    )
 
 
 def test_parallel_calls_of_one_step_run_in_order():

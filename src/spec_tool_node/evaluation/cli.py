@@ -23,12 +23,24 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.examples import Example
+from spec_tool_node.modes import (
+    MODES,
+    UnknownModeError,
+    describe_models,
+    models_needed,
+    parse_modes,
+)
+
+if TYPE_CHECKING:
+    from spec_tool_node.node import SpeculativeActionNode
+    from spec_tool_node.safety import SafetyPolicy
 
 DATASETS = {
     "bfcl-heldout": "BFCL v4 held-out single-turn categories (--limit applies per category)",
@@ -42,7 +54,7 @@ DATASETS = {
 """Named datasets besides JSONL files and single BFCL categories."""
 
 
-class DatasetError(ValueError):
+class DatasetError(SpecToolNodeError, ValueError):
     """An unknown dataset name, or a bad example in a dataset file."""
 
 
@@ -135,15 +147,10 @@ def _spec(text: str | None) -> ModelSpec | None:
 
 
 def _modes(text: str) -> list[str]:
-    from spec_tool_node.cascade import MODES
-
-    modes = [m.strip().upper() for m in text.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise DatasetError(
-            f"unknown modes {unknown or text!r}; known: {', '.join(MODES)} (comma-separated)"
-        )
-    return list(dict.fromkeys(modes))
+    try:
+        return parse_modes(text)
+    except UnknownModeError as e:
+        raise DatasetError(f"{e} (comma-separated)") from e
 
 
 def _config(args: argparse.Namespace) -> CascadeConfig:
@@ -203,6 +210,40 @@ class _LazyModels:
                 self._loaded[role] = self._chat(spec)
         return self._loaded[role]
 
+    def node(
+        self,
+        mode: str,
+        tools: Any,
+        *,
+        policy: SafetyPolicy,
+        system_prompt: str | None,
+    ) -> SpeculativeActionNode:
+        """The node for ``mode`` with the models that mode requires (loaded on first use)."""
+        from spec_tool_node.node import SpeculativeActionNode
+
+        roles = MODES[mode].models
+        models = {r: self.get(r) for r in ("proposer", "strong", "verifier") if r in roles}
+        return SpeculativeActionNode(
+            **models,
+            tools=tools,
+            config=self.config.model_copy(update={"mode": mode}),
+            safety=policy,
+            system_prompt=system_prompt,
+        )
+
+
+def _require_models(
+    modes: list[str], needed: set[str], config: CascadeConfig, what: str = "modes"
+) -> None:
+    """Every model the modes need must be named (by a flag or the bundle)."""
+    lacking = sorted(role for role in needed if getattr(config, role) is None)
+    if lacking:
+        raise DatasetError(
+            f"{what} {','.join(modes)} need "
+            + describe_models(lacking, "--{role} NAME[@ADAPTER]")
+            + ", or a --bundle that names them"
+        )
+
 
 def _command(args: argparse.Namespace) -> str:
     parts = ["spec-tool-node", "eval", "--data", args.data]
@@ -246,25 +287,15 @@ def _run(args: argparse.Namespace) -> int:
     from spec_tool_node.evaluation.metrics import compute_metrics
     from spec_tool_node.evaluation.report import results_table, write_report
     from spec_tool_node.evaluation.simulator import live_check, simulate
-    from spec_tool_node.node import SpeculativeActionNode, load_policy
+    from spec_tool_node.node import load_policy
 
     modes = _modes(args.modes)
     examples = load_dataset(args.data, limit=args.limit, on_error=args.on_error)
     if not examples:
         raise DatasetError(f"dataset {args.data!r} has no examples")
     config = _config(args)
-    needed = {
-        "proposer": bool(set(modes) & set("BCDE")),
-        "strong": bool(set(modes) & set("ACDE")),
-        "verifier": bool(set(modes) & set("DE")),
-    }
-    lacking = [role for role, need in needed.items() if need and getattr(config, role) is None]
-    if lacking:
-        raise DatasetError(
-            f"modes {','.join(modes)} need a {' and a '.join(lacking)} model: give "
-            + ", ".join(f"--{r} NAME[@ADAPTER]" for r in lacking)
-            + " or a --bundle that names them"
-        )
+    needed = models_needed(modes)
+    _require_models(modes, needed, config)
     safety_suite = args.data == "safety" and not Path(args.data).expanduser().is_file()
     policy_source = args.policy
     if policy_source is None and safety_suite:
@@ -275,7 +306,7 @@ def _run(args: argparse.Namespace) -> int:
 
     def key(role: str) -> str | None:
         spec = getattr(config, role)
-        return model_key(spec.model, spec.adapter) if spec is not None and needed[role] else None
+        return model_key(spec.model, spec.adapter) if spec is not None and role in needed else None
 
     keys = ModelKeys(proposer=key("proposer"), strong=key("strong"), verifier=key("verifier"))
     cache = Path(args.cache or Path(args.out) / "cache")
@@ -330,15 +361,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.live_check:
 
         def factory(mode: str, example: Example) -> SpeculativeActionNode:
-            return SpeculativeActionNode(
-                proposer=models.get("proposer") if mode != "A" else None,
-                strong=models.get("strong") if mode != "B" else None,
-                verifier=models.get("verifier") if mode in ("D", "E") else None,
-                tools=example.tools,
-                config=config.model_copy(update={"mode": mode}),
-                safety=policy,
-                system_prompt=args.system_prompt,
-            )
+            return models.node(mode, example.tools, policy=policy, system_prompt=args.system_prompt)
 
         live = live_check(examples, factory, args.live_check, simulation=simulation)
     paths = write_report(

@@ -47,9 +47,9 @@ from spec_tool_node.actions import (
     tool_schemas,
     validate_action,
 )
-from spec_tool_node.cascade import MODES
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.examples import Example
+from spec_tool_node.modes import MODES, mode_letter
 from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
@@ -286,17 +286,17 @@ class Needs:
 
     @classmethod
     def of(cls, modes: Iterable[str], n_drafts: int) -> Needs:
-        modes = set(modes)
-        unknown = modes - set(MODES)
-        if unknown:
-            raise ValueError(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
+        """Read off :data:`MODES`: what each mode drafts, who scores the drafts, who acts."""
+        specs = [MODES[mode_letter(m)] for m in modes]
+        counts = [s.draft_count(n_drafts) for s in specs]
+        scored_by = [(s.scorer, c) for s, c in zip(specs, counts, strict=True)]
         return cls(
-            draft=bool(modes & set("BCDE")),
-            samples=n_drafts - 1 if "E" in modes else 0,
-            verifier_single="D" in modes,
-            verifier_batch="E" in modes,
-            judge="C" in modes,
-            strong=bool(modes & set("ACDE")),
+            draft=any("proposer" in s.requires for s in specs),
+            samples=max([c - 1 for c in counts if c > 1], default=0),
+            verifier_single=("verifier", 1) in scored_by,
+            verifier_batch=any(who == "verifier" and c > 1 for who, c in scored_by),
+            judge=any(who == "judge" for who, _ in scored_by),
+            strong=any("strong" in s.requires for s in specs),
         )
 
 

@@ -208,12 +208,6 @@ class _Replay:
         )
 
 
-def _has_strong(mode: str) -> bool:
-    """Mode B runs without a strong model (cheap only); every other mode has one."""
-    spec = MODES[mode]
-    return spec.needs_strong or spec.scorer == "judge"
-
-
 def replay(
     example: Example,
     collected: Collected,
@@ -231,10 +225,9 @@ def replay(
     spec = MODES[mode]
     policy = policy or SafetyPolicy()
     tools = _tools(example)
-    steps = decide(
-        spec, config, policy, tools, _has_strong(mode) if has_strong is None else has_strong
-    )
-    answers = _Replay(example, collected, single=spec.drafts == 1)
+    strong = spec.has_strong if has_strong is None else has_strong
+    steps = decide(spec, config, policy, tools, strong)
+    answers = _Replay(example, collected, single=spec.draft_count(config.n_drafts) == 1)
     try:
         request = next(steps)
         while True:

@@ -79,6 +79,8 @@ if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by 
     from langchain_core.messages import BaseMessage
     from langchain_core.tools import BaseTool
 
+    from spec_tool_node.node import SpeculativeActionNode
+
 TRAJECTORY_DATASET = "bfcl-trajectories"
 """``--data`` name that runs only the live trajectories (no single-turn evaluation)."""
 
@@ -864,32 +866,23 @@ def _cli_errors(args: argparse.Namespace, *, append_report: bool) -> int:
 
 def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
     """Run ``args.trajectories`` held-out tasks in each trajectory mode and write the report."""
-    from spec_tool_node.evaluation.cli import DatasetError, _command, _config, _LazyModels, _modes
-    from spec_tool_node.node import SpeculativeActionNode, load_policy
+    from spec_tool_node.evaluation.cli import (
+        DatasetError,
+        _command,
+        _config,
+        _LazyModels,
+        _modes,
+        _require_models,
+    )
+    from spec_tool_node.modes import models_needed
+    from spec_tool_node.node import load_policy
 
     n = args.trajectories or (args.limit if args.data == TRAJECTORY_DATASET else None)
     if not n or n < 1:
         raise DatasetError(f"--data {TRAJECTORY_DATASET} needs --trajectories N (N >= 1)")
     config = _config(args)
     modes = _modes(args.trajectory_modes) if args.trajectory_modes else [config.mode]
-    lacking = sorted(
-        {
-            role
-            for mode in modes
-            for role, needed in (
-                ("proposer", mode != "A"),
-                ("strong", mode != "B"),
-                ("verifier", mode in "DE"),
-            )
-            if needed and getattr(config, role) is None
-        }
-    )
-    if lacking:
-        raise DatasetError(
-            f"trajectory modes {','.join(modes)} need a {' and a '.join(lacking)} model: give "
-            + ", ".join(f"--{r} NAME[@ADAPTER]" for r in lacking)
-            + " or a --bundle that names them"
-        )
+    _require_models(modes, models_needed(modes), config, "trajectory modes")
     categories = [c.strip() for c in args.trajectory_categories.split(",") if c.strip()]
     task_ids = heldout_task_ids(n, categories)
     policy = load_policy(args.policy, config)
@@ -900,15 +893,7 @@ def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
         def factory(
             tools: list[BaseTool], task: MultiTurnTask, mode: str = mode
         ) -> SpeculativeActionNode:
-            return SpeculativeActionNode(
-                proposer=models.get("proposer") if mode != "A" else None,
-                strong=models.get("strong") if mode != "B" else None,
-                verifier=models.get("verifier") if mode in "DE" else None,
-                tools=tools,
-                config=config.model_copy(update={"mode": mode}),
-                safety=policy,
-                system_prompt=args.system_prompt,
-            )
+            return models.node(mode, tools, policy=policy, system_prompt=args.system_prompt)
 
         print(f"trajectories: {len(task_ids)} held-out multi-turn tasks in mode {mode}")
         results += run_trajectories(

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spec_tool_node.modes import MODES, known_modes
+
 
 def _split_list(text: str | None) -> list[str] | None:
     return [t for t in text.split(",") if t] if text else None
@@ -304,7 +306,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("bundle", help="write a bundle folder: cascade config, adapters, card")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced if it exists)")
-    p.add_argument("--mode", default="D", choices=list("ABCDE"), help="cascade mode")
+    p.add_argument(
+        "--mode",
+        default="D",
+        choices=[form for s in MODES.values() for form in (s.letter, s.name)],
+        help=f"cascade mode, by letter or name: {known_modes()}",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="accept threshold on p(ACCEPT)")
     for role in ("proposer", "strong", "verifier"):
         p.add_argument(f"--{role}", help=f"{role} as MODEL or MODEL@ADAPTER_DIR")
