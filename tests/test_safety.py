@@ -42,8 +42,11 @@ OPERATOR_CASES: list[tuple[str, Any, Any, bool]] = [
     ("eq", "abc", "abc", True),
     ("eq", "abc", "ABC", False),  # case sensitive
     ("eq", True, True, True),
-    ("eq", True, 1, False),  # a boolean is not a number
-    ("eq", 1, True, False),
+    ("eq", True, 1, True),  # a rule about a boolean cannot read a number: fails closed
+    ("eq", 1, True, True),  # a boolean is not a number: fails closed
+    ("eq", True, False, False),
+    ("eq", "bob", ["bob"], True),  # a list where a string is expected: fails closed
+    ("ne", "bob", None, True),
     ("eq", None, None, True),
     ("eq", [1, 2], [1, 2], True),
     ("ne", 5, 6, True),
@@ -54,17 +57,24 @@ OPERATOR_CASES: list[tuple[str, Any, Any, bool]] = [
     ("gt", 100, "250.5", True),  # numeric string compared as a number
     ("gt", "1e3", 1001, True),
     ("gt", 100, " 101 ", True),
-    ("gt", 100, "a lot", False),  # not comparable: does not hold, no exception
-    ("gt", 100, None, False),
-    ("gt", 100, [200], False),
-    ("gt", 100, {"v": 200}, False),
-    ("gt", 0, True, False),
-    ("gt", 100, "nan", False),
+    ("gt", 100, "a lot", True),  # cannot be read as a number: fails closed, no exception
+    ("gt", 100, "5,000", True),
+    ("gt", 100, "$5000", True),
+    ("gt", 100, "5000 USD", True),
+    ("gt", 100, None, True),
+    ("gt", 100, [200], True),
+    ("gt", 100, [50], True),  # even a small number inside a list is not read
+    ("gt", 100, {"v": 200}, True),
+    ("gt", 0, True, True),
+    ("gt", 100, "nan", True),
+    ("gt", 100, float("nan"), True),
+    ("gt", 100, 10**400, True),  # a huge int is compared exactly, not overflowed
+    ("lt", 100, "-1e400", True),
     ("ge", 100, 100, True),
     ("ge", 100, 99.9, False),
     ("lt", 0, -1, True),
     ("lt", 0, 0, False),
-    ("lt", 0, "x", False),
+    ("lt", 0, "x", True),
     ("le", 0, 0, True),
     ("le", 0, 0.1, False),
     ("regex", r"^rm\b", "rm -rf /", True),
@@ -72,12 +82,15 @@ OPERATOR_CASES: list[tuple[str, Any, Any, bool]] = [
     ("regex", r"(?i)DROP\s+TABLE", "please drop table users", True),
     ("regex", r"\d{3}", 12345, True),  # regex reads str(value)
     ("regex", r"^\d+$", "12a", False),
+    ("regex", r"^rm\b", ["rm -rf /"], True),  # a list is not read as its text: fails closed
+    ("regex", r"^rm\b", None, True),
     ("in", ["US", "CA"], "US", True),
     ("in", ["US", "CA"], "us", False),
     ("in", ["US", "CA"], "FR", False),
     ("in", [1, 2], "2", True),
     ("in", [], "US", False),
-    ("in", ["US"], {"unhashable": 1}, False),
+    ("in", ["US"], {"unhashable": 1}, True),
+    ("not_in", ["US", "CA"], ["US"], True),
     ("not_in", ["US", "CA"], "FR", True),
     ("not_in", ["US", "CA"], "CA", False),
     ("not_in", [], "anything", True),
@@ -86,9 +99,10 @@ OPERATOR_CASES: list[tuple[str, Any, Any, bool]] = [
     ("contains", "b", ["a", "b"], True),
     ("contains", 2, [1, "2"], True),
     ("contains", "c", ["a", "b"], False),
-    ("contains", 1, "12", False),  # substring needs a string
-    ("contains", "a", 123, False),
-    ("contains", "a", {"a": 1}, False),
+    ("contains", 1, "12", True),  # a number is looked for as its text
+    ("contains", "a", 123, True),  # nothing to look inside: fails closed
+    ("contains", "a", {"a": 1}, True),
+    ("contains", "c", [["c"]], True),
     ("exists", None, 0, True),
     ("exists", None, None, True),  # present with a null value still exists
     ("missing", None, "", False),
@@ -101,9 +115,20 @@ def test_operator(op: str, value: Any, actual: Any, expected: bool) -> None:
 
 
 @pytest.mark.parametrize("op", OPERATORS)
-def test_missing_argument_holds_only_for_missing(op: str) -> None:
+def test_a_missing_argument_fires_a_comparison_unless_it_may_pass(op: str) -> None:
     value = {"in": ["a"], "not_in": ["a"], "regex": ".*"}.get(op, 1)
-    assert holds(op, value, {"other": 1}) is (op == "missing")
+    assert holds(op, value, {"other": 1}) is (op != "exists")
+    if op not in ("exists", "missing"):
+        outcome = ArgPredicate(arg="x", op=op, value=value).evaluate({})
+        assert outcome == (True, "argument 'x' is missing")
+        optional = ArgPredicate(arg="x", op=op, value=value, if_missing="pass")
+        assert not optional.holds({"other": 1})
+
+
+@pytest.mark.parametrize("op", ["exists", "missing"])
+def test_if_missing_is_not_for_presence_operators(op: str) -> None:
+    with pytest.raises(ValueError, match="about presence itself"):
+        ArgPredicate(arg="x", op=op, if_missing="fire")
 
 
 def test_every_operator_is_covered() -> None:
@@ -133,7 +158,13 @@ def test_nested_argument_paths() -> None:
         ("delete_*", "delete_file", True),
         ("delete_*", "delete_", True),
         ("delete_*", "undelete_file", False),
-        ("delete_*", "Delete_file", False),  # exact case on every platform
+        ("delete_*", "Delete_file", True),  # compared case-insensitively
+        ("delete_*", "DELETE_all_files", True),
+        ("delete_*", " delete_file\n", True),
+        ("delete_*", "delete\u200b_file", True),  # an invisible character does not hide it
+        ("transfer_money", "Transfer_Money", True),
+        ("transfer_money", "\uff54ransfer_money", True),  # full-width letter (NFKC)
+        ("transfer_money", "transfer-money", False),
         ("*", "anything", True),
         ("send_?ail", "send_mail", True),
         ("[ab]_tool", "b_tool", True),
@@ -354,7 +385,7 @@ def test_policy_file_decides_like_python(tmp_path: Path, suffix: str) -> None:
     loaded = SafetyPolicy.from_file(path)
     assert [loaded.check(a) for a in ACTIONS] == [POLICY.check(a) for a in ACTIONS]
     effects = [POLICY.check(a).effect for a in ACTIONS]
-    assert effects.count("block") == 5 and effects.count("escalate") == 1
+    assert effects.count("block") == 6 and effects.count("escalate") == 1  # "lots" fails closed
 
 
 def test_hand_written_yaml(tmp_path: Path) -> None:

@@ -3,27 +3,43 @@
 The gate reads the *final* action of a turn, whoever produced it (the cheap proposer, the strong
 model), so a verifier that wrongly accepts a draft can never run a forbidden call. A policy is a
 list of rules, written in Python or loaded from a JSON/YAML file so it can be reviewed apart from
-code.
-Each rule matches calls by tool name (an fnmatch glob) and argument predicates, and has an id and a
-reason, which end up in the BLOCKED action and the ledger so a refusal can always be explained.
+code. Each rule matches calls by tool name (an fnmatch glob) and argument predicates, and has an id
+and a reason, which end up in the BLOCKED action and the ledger so a refusal can always be
+explained.
 
 A rule's effect is ``block`` (the action becomes a :class:`~spec_tool_node.actions.BlockedAction`)
-or ``escalate`` (a draft is never auto-accepted; the strong model decides). Predicates never raise
-while checking: an argument that is missing or not comparable makes the predicate false. That is
-fail-open for that one predicate, so pair e.g. ``amount gt 1000`` with a rule that blocks an amount
-that is not a number (``regex``) when that matters.
+or ``escalate``: a draft is never auto-accepted, and ``escalate_to`` names who decides: the strong
+model (``strong``, whose own action then stands unless a block rule fires) or a person
+(``human``: the node pauses the graph with LangGraph's ``interrupt()`` until someone approves,
+edits or rejects the action).
+
+The gate fails closed, because a hostile or sloppy caller controls the arguments' format:
+
+- Tool names are compared after Unicode normalisation (NFKC), without invisible format characters,
+  surrounding whitespace or case, so ``delete_*`` matches ``" DELETE_all_files"``.
+- A predicate that cannot be evaluated on a value that is present (``amount gt 1000`` on
+  ``"5,000"``, ``"$5000"``, ``[5000]``, ``{"value": 5000}``, ``true`` or ``null``) *fires*, and the
+  decision's reason says which value could not be read. A rule whose other predicates are false
+  still does not fire: it could not have fired whatever the unreadable value meant.
+- What a missing argument means is the predicate's ``if_missing``: ``fire`` (the default for every
+  comparing operator) or ``pass`` (for an optional argument, e.g. an email's ``cc``). ``exists``
+  and ``missing`` are about presence itself and take no ``if_missing``.
+
+Predicates never raise while checking.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import operator
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, NamedTuple, Self, get_args
 
 import yaml
 from pydantic import (
@@ -43,6 +59,8 @@ Operator = Literal[
     "eq", "ne", "gt", "ge", "lt", "le", "regex", "in", "not_in", "exists", "missing", "contains"
 ]
 OPERATORS: tuple[str, ...] = get_args(Operator)
+PRESENCE_OPERATORS = ("exists", "missing")
+"""Operators about whether an argument is there; every other operator compares its value."""
 _ORDERINGS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt,
     "ge": operator.ge,
@@ -50,23 +68,35 @@ _ORDERINGS: dict[str, Callable[[float, float], bool]] = {
     "le": operator.le,
 }
 _MISSING = object()
+# A plain number as text: ASCII digits, an optional sign, fraction and exponent; nothing else
+# ("5,000", "$5000", "5000 USD", "1_000", full-width digits, "inf" and "nan" are not plain).
+_PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
 class SafetyPolicyError(ValueError):
     """A policy that cannot be loaded; the message names the file, the rule and the field."""
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a number (numeric strings included), or None; booleans are not numbers."""
+def normalize_tool_name(name: str) -> str:
+    """The form tool names are compared in: NFKC, no invisible format characters, no surrounding
+    whitespace, case-folded. Models and attackers vary exactly these; a rule must not miss them."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return text.strip().casefold()
+
+
+def _number(value: Any) -> int | float | None:
+    """``value`` as a number, or None: ints and finite floats, and strings that are a plain
+    number (see ``_PLAIN_NUMBER``). Booleans are not numbers. Ints stay ints, so a huge one is
+    compared exactly instead of overflowing a float."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
     return None
 
 
@@ -76,6 +106,43 @@ def _equal(actual: Any, expected: Any) -> bool:
     if a is not None and b is not None:
         return a == b
     return isinstance(actual, bool) == isinstance(expected, bool) and actual == expected
+
+
+def _comparable(actual: Any, expected: Any) -> bool:
+    """Whether ``actual`` is of a kind ``expected`` can be compared with, so that "not equal"
+    means something: a rule written about a number needs a number (or a plain-number string), one
+    about a string a string or a number, one about a boolean a boolean. A list, a dict or a null
+    where the rule expects a scalar cannot be read. Containers and null in the rule compare
+    structurally with anything."""
+    if expected is None or isinstance(expected, list | dict):
+        return True
+    if isinstance(expected, bool):
+        return isinstance(actual, bool)
+    if _number(expected) is not None and not isinstance(expected, str):
+        return _number(actual) is not None
+    return isinstance(actual, str) or _number(actual) is not None
+
+
+def _text(value: Any) -> str | None:
+    """A string or a number as the text a regex reads, or None (an int too long to print is
+    not readable either: Python refuses to turn it into text)."""
+    if isinstance(value, str):
+        return value
+    if _number(value) is None:
+        return None
+    try:
+        return str(value)
+    except ValueError:
+        return None
+
+
+def _show(value: Any) -> str:
+    """A short, printable rendering of an argument value for a reason text."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    except ValueError:  # an int too long to print, or a container that holds itself
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _lookup(arguments: dict[str, Any], path: str) -> Any:
@@ -93,6 +160,14 @@ def _lookup(arguments: dict[str, Any], path: str) -> Any:
     return current
 
 
+class Outcome(NamedTuple):
+    """A predicate's result: whether it holds, and, when it holds only because the gate fails
+    closed (a missing or unreadable value), the note that says so."""
+
+    holds: bool
+    note: str | None = None
+
+
 class ArgPredicate(BaseModel):
     """One condition on a call's arguments, e.g. ``amount gt 1000`` or ``payee.country in [..]``."""
 
@@ -103,6 +178,11 @@ class ArgPredicate(BaseModel):
     )
     op: Operator
     value: Any = Field(default=None, validate_default=True)
+    if_missing: Literal["fire", "pass"] | None = Field(
+        default=None,
+        description="What a missing argument means for a comparing operator: 'fire' (default, "
+        "fail closed) or 'pass' (an optional argument). Not allowed with exists/missing.",
+    )
 
     @field_validator("value")
     @classmethod
@@ -122,33 +202,76 @@ class ArgPredicate(BaseModel):
             raise ValueError(f"{op} needs a number, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _if_missing_fits_op(self) -> Self:
+        if self.op in PRESENCE_OPERATORS and self.if_missing is not None:
+            raise ValueError(f"if_missing: {self.op} is about presence itself; leave it out")
+        return self
+
     def holds(self, arguments: dict[str, Any]) -> bool:
-        """Whether the predicate holds for these arguments (never raises)."""
+        """Whether the predicate holds for these arguments, failing closed (never raises)."""
+        return self.evaluate(arguments).holds
+
+    def evaluate(self, arguments: dict[str, Any]) -> Outcome:
+        """Whether the predicate holds, with a note when it holds only by failing closed."""
         actual = _lookup(arguments, self.arg)
+        if self.op in PRESENCE_OPERATORS:
+            return Outcome((actual is _MISSING) == (self.op == "missing"))
         if actual is _MISSING:
-            return self.op == "missing"
+            if self.if_missing == "pass":
+                return Outcome(False)
+            return Outcome(True, f"argument {self.arg!r} is missing")
+        result = self._compare(actual)
+        if result is None:
+            return Outcome(
+                True, f"argument {self.arg!r} = {_show(actual)} could not be read for {self.op}"
+            )
+        return Outcome(result)
+
+    def _compare(self, actual: Any) -> bool | None:
+        """The comparison on a present value, or None when the value cannot be read for it."""
         match self.op:
-            case "exists":
-                return True
-            case "missing":
-                return False
-            case "eq":
-                return _equal(actual, self.value)
-            case "ne":
-                return not _equal(actual, self.value)
+            case "eq" | "ne":
+                if not _comparable(actual, self.value):
+                    return None
+                return _equal(actual, self.value) == (self.op == "eq")
+            case "in" | "not_in":
+                if self.value and not any(_comparable(actual, v) for v in self.value):
+                    return None
+                return any(_equal(actual, v) for v in self.value) == (self.op == "in")
             case "regex":
-                return re.search(self.value, str(actual)) is not None
-            case "in":
-                return any(_equal(actual, v) for v in self.value)
-            case "not_in":
-                return not any(_equal(actual, v) for v in self.value)
+                text = _text(actual)
+                return None if text is None else re.search(self.value, text) is not None
             case "contains":
-                if isinstance(actual, str):
-                    return isinstance(self.value, str) and self.value in actual
-                return isinstance(actual, list) and any(_equal(v, self.value) for v in actual)
+                return self._contains(actual)
             case _:
                 a, b = _number(actual), _number(self.value)
-                return a is not None and b is not None and _ORDERINGS[self.op](a, b)
+                if a is None or b is None:
+                    return None
+                return _ORDERINGS[self.op](a, b)
+
+    def _contains(self, actual: Any) -> bool | None:
+        if isinstance(actual, str):
+            needle = _text(self.value)
+            return None if needle is None else needle in actual
+        if isinstance(actual, list):
+            if any(_equal(v, self.value) for v in actual):
+                return True
+            return False if all(_comparable(v, self.value) for v in actual) else None
+        return None
+
+
+class Firing(NamedTuple):
+    """A rule that fires on a call, with the notes of predicates that held by failing closed."""
+
+    rule: SafetyRule
+    notes: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        if not self.notes:
+            return self.rule.reason
+        return f"{self.rule.reason} ({'; '.join(self.notes)})"
 
 
 class SafetyRule(BaseModel):
@@ -158,8 +281,17 @@ class SafetyRule(BaseModel):
 
     id: str = Field(min_length=1)
     effect: Literal["block", "escalate"] = "block"
+    escalate_to: Literal["strong", "human"] | None = Field(
+        default=None,
+        description="Who decides an escalated action: the strong model (the default), or a "
+        "person (the graph pauses with interrupt()). Only for effect 'escalate'.",
+    )
     reason: str = Field(min_length=1)
-    tool: str | None = Field(default=None, description="fnmatch glob on the tool name; None = any.")
+    tool: str | None = Field(
+        default=None,
+        description="fnmatch glob on the tool name, compared case-insensitively after "
+        "normalisation; None = any.",
+    )
     when: list[ArgPredicate] = Field(default_factory=list)
     check: SkipJsonSchema[Callable[[ToolCall], bool] | None] = Field(
         default=None,
@@ -167,30 +299,66 @@ class SafetyRule(BaseModel):
         description="Python-only hook; must also return True for the rule to fire. Not saved.",
     )
 
+    @model_validator(mode="after")
+    def _escalate_to_needs_escalate(self) -> Self:
+        if self.escalate_to is not None and self.effect != "escalate":
+            raise ValueError("escalate_to: only a rule with effect 'escalate' names who decides")
+        return self
+
+    @property
+    def decider(self) -> Literal["strong", "human"] | None:
+        """Who decides when this rule fires: None for a block, else ``escalate_to``."""
+        if self.effect == "block":
+            return None
+        return self.escalate_to or "strong"
+
+    def fires(self, call: ToolCall) -> Firing | None:
+        """The firing on ``call``, or None (an exception in ``check`` propagates)."""
+        if self.tool is not None and not fnmatch.fnmatchcase(
+            normalize_tool_name(call.name), normalize_tool_name(self.tool)
+        ):
+            return None
+        notes = []
+        for predicate in self.when:
+            outcome = predicate.evaluate(call.arguments)
+            if not outcome.holds:
+                return None
+            if outcome.note:
+                notes.append(outcome.note)
+        if self.check is not None and not self.check(call):
+            return None
+        return Firing(self, tuple(notes))
+
     def matches(self, call: ToolCall) -> bool:
-        """Whether this rule fires on ``call`` (an exception in ``check`` propagates)."""
-        if self.tool is not None and not fnmatch.fnmatchcase(call.name, self.tool):
-            return False
-        if not all(p.holds(call.arguments) for p in self.when):
-            return False
-        return self.check is None or bool(self.check(call))
+        """Whether this rule fires on ``call``."""
+        return self.fires(call) is not None
 
 
 @dataclass(frozen=True)
 class SafetyDecision:
-    """What the gate decided about an action, and which rule and call made it decide so."""
+    """What the gate decided about an action, and which rule and call made it decide so.
+
+    ``escalate_to`` says who must decide an ``escalate`` (``strong`` or ``human``).
+    """
 
     effect: Literal["allow", "block", "escalate"]
     rule: str | None = None
     reason: str | None = None
     call: ToolCall | None = None
+    escalate_to: Literal["strong", "human"] | None = None
 
 
 ALLOW = SafetyDecision("allow")
 
 
+def _severity(rule: SafetyRule) -> int:
+    """Block beats escalation to a person, which beats escalation to the strong model."""
+    return {None: 0, "human": 1, "strong": 2}[rule.decider]
+
+
 class SafetyPolicy(BaseModel):
-    """An ordered list of rules; block beats escalate, and the first firing rule names the cause."""
+    """An ordered list of rules; the most severe firing rule decides, the first of equals names
+    the cause (block, then escalate to a person, then escalate to the strong model)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -218,17 +386,25 @@ class SafetyPolicy(BaseModel):
         """A policy with no rules: every action is allowed."""
         return cls()
 
+    @property
+    def asks_humans(self) -> bool:
+        """Whether some rule escalates to a person (the node then needs a checkpointer)."""
+        return any(r.decider == "human" for r in self.rules)
+
     def check(self, action: Action) -> SafetyDecision:
-        """Decide on ``action``: any firing block rule wins over any escalate rule."""
+        """Decide on ``action``: the most severe firing rule wins (see the class docstring)."""
         if not isinstance(action, ToolCallsAction):
             return ALLOW
-        for effect in ("block", "escalate"):
+        for severity in range(3):
             for rule in self.rules:
-                if rule.effect != effect:
+                if _severity(rule) != severity:
                     continue
                 for call in action.calls:
-                    if rule.matches(call):
-                        return SafetyDecision(rule.effect, rule.id, rule.reason, call)
+                    firing = rule.fires(call)
+                    if firing is not None:
+                        return SafetyDecision(
+                            rule.effect, rule.id, firing.reason, call, rule.decider
+                        )
         return ALLOW
 
     def apply(self, action: Action) -> tuple[Action, SafetyDecision]:

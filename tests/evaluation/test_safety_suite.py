@@ -235,7 +235,7 @@ def test_wrongly_blocked_counts_safe_requests_the_gate_refuses(cache):
     strict = SafetyPolicy.from_dict(
         [{"id": "no-money", "tool": "transfer_*", "reason": "no transfers at all"}]
     )
-    transfers = [e for e in SAFE_CALLS if gold_call(e).calls[0].name == "transfer_money"]
+    transfers = [e for e in SAFE_CALLS if gold_call(e).calls[0].name.startswith("transfer_")]
     assert transfers
     metrics = run(cache, strict)
     for mode in MODES:
