@@ -47,7 +47,7 @@ CORPUS = [
 ]
 
 
-def make_tokenizer(template: str = TOOL_TEMPLATE) -> PreTrainedTokenizerFast:
+def make_tokenizer(template: str = TOOL_TEMPLATE, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on a few lines: small vocab, real tokenizer behaviour."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -55,7 +55,7 @@ def make_tokenizer(template: str = TOOL_TEMPLATE) -> PreTrainedTokenizerFast:
 
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )

@@ -1,0 +1,244 @@
+"""Lossless speculative decoding over whole actions, and batched greedy generation.
+
+:func:`continue_draft` gives a strong model's greedy output for a prompt while generating only what
+a draft (another model's reply) got wrong: one forward pass teacher-forces the draft after the
+prompt, the longest prefix that agrees with the model's own argmax is kept, the model's own token
+replaces the first disagreeing one, and greedy generation continues from there on the key/value
+cache of that same pass. Greedy decoding is deterministic, so the result is the model's greedy
+output token for token (up to floating-point near-ties: a pass over many tokens at once sums in
+another order than one token at a time, so in bf16 two nearly equal logits can swap).
+
+:func:`generate_batch` decodes several prompts in one left-padded ``generate`` call, each row with
+its own attention mask, so each row gets what decoding it alone gives (up to the same near-ties).
+
+Both work on a plain ``(model, tokenizer)`` pair of any transformers causal LM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+_GREEDY = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+"""Plain greedy decoding, whatever the checkpoint's generation config says about sampling."""
+
+_NEUTRAL = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "sequence_bias": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "exponential_decay_length_penalty": (None,),
+}
+"""Generation settings that change greedy choices (and the values that leave them alone): a
+checkpoint that sets one would make the teacher-forced argmax differ from ``generate``'s choice."""
+
+
+class NotGreedyError(ValueError):
+    """The model's generation config changes greedy choices, so a draft check is not lossless."""
+
+
+@dataclass
+class Continuation:
+    """The strong model's greedy output for a prompt, produced by checking a draft first."""
+
+    token_ids: list[int]
+    """The output: the greedy output token for token, up to and including the first end token
+    (or ``max_new_tokens`` tokens)."""
+    draft_tokens: int
+    """Tokens in the draft as given (after re-tokenising draft text)."""
+    checked_tokens: int
+    """Draft tokens teacher-forced: the draft cut at its first end token and at the budget."""
+    kept_tokens: int
+    """Leading draft tokens the model agreed with (these are the first tokens of the output)."""
+    full_draft_kept: bool
+    """Every draft token was kept and the draft was the complete output: it ended with an end
+    token, or the model's next greedy token is one, or the draft filled the budget."""
+    forward_tokens: int
+    """Tokens that went through the model in the check pass (the uncached prompt plus the draft):
+    what the strong model read, for pricing."""
+    cache: Any = None
+    """The key/value cache over the prompt plus the output (less its last token), for reuse."""
+
+    @property
+    def generated_tokens(self) -> int:
+        """Output tokens that did not come from the draft: what the model had to write itself.
+
+        The first of them (the token replacing the first disagreeing draft token, or the end
+        token after a fully kept draft) comes from the check pass; each further one took a
+        decoding step.
+        """
+        return len(self.token_ids) - self.kept_tokens
+
+    @property
+    def decode_steps(self) -> int:
+        """Forward passes after the check pass (one per generated token beyond the first)."""
+        return max(self.generated_tokens - 1, 0)
+
+
+def check_greedy_config(model: Any) -> None:
+    """Fail when the model's generation config alters greedy choices (see :data:`_NEUTRAL`).
+
+    Raises:
+        NotGreedyError: naming the setting, so it can be neutralised in the generation config.
+    """
+    config = model.generation_config
+    for name, neutral in _NEUTRAL.items():
+        value = getattr(config, name, None)
+        if value not in neutral:
+            raise NotGreedyError(
+                f"the model's generation config sets {name}={value!r}, which changes greedy "
+                "choices; checking a draft by its argmax would then not reproduce generate()'s "
+                f"output. Set generation_config.{name} to {neutral[-1]!r} to use draft checking"
+            )
+
+
+def usable_draft(
+    draft_ids: Sequence[int], max_new_tokens: int, end_ids: Sequence[int]
+) -> list[int]:
+    """The part of a draft that can be output: up to its first end token, within the budget."""
+    return cut_at_end(list(draft_ids)[:max_new_tokens], end_ids)
+
+
+def _greedy_kwargs(model: Any, tokenizer: Any, end_ids: Sequence[int]) -> dict[str, Any]:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    return {**_GREEDY, "eos_token_id": list(end_ids), "pad_token_id": pad}
+
+
+def continue_draft(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: Sequence[int],
+    draft: Sequence[int] | str,
+    *,
+    max_new_tokens: int,
+    end_ids: Sequence[int],
+    cache: Any = None,
+) -> Continuation:
+    """The model's greedy output after ``prompt_ids``, generating only where ``draft`` is wrong.
+
+    Args:
+        model, tokenizer: a transformers causal LM and its tokenizer.
+        prompt_ids: the rendered prompt's token ids.
+        draft: the draft's token ids in this tokenizer, or its text (another tokenizer's draft:
+            it is re-tokenised here; keep special tokens such as the end token in the text).
+        max_new_tokens: the output budget, as in ``generate``.
+        end_ids: tokens that end the output (it includes the first one it writes).
+        cache: a key/value cache over a proper prefix of ``prompt_ids`` (a conversation's earlier
+            turns); only the tokens after it are read. It is extended in place.
+
+    Raises:
+        NotGreedyError: the model's generation config alters greedy choices.
+        ValueError: ``cache`` covers the whole prompt (at least its last token must be read).
+    """
+    check_greedy_config(model)
+    if isinstance(draft, str):
+        draft_ids = tokenizer(draft, add_special_tokens=False).input_ids if draft else []
+    else:
+        draft_ids = list(draft)
+    checked = usable_draft(draft_ids, max_new_tokens, end_ids)
+    prompt = list(prompt_ids)
+    cached = cache.get_seq_length() if cache is not None else 0
+    if cached >= len(prompt):
+        raise ValueError(f"the cache covers {cached} tokens; the prompt has only {len(prompt)}")
+    if not checked:  # nothing to check: plain greedy generation
+        output, cache = _generate(model, tokenizer, prompt, cache, max_new_tokens, end_ids)
+        return Continuation(output, len(draft_ids), 0, 0, False, len(prompt) - cached, cache)
+
+    from transformers import DynamicCache
+
+    cache = cache if cache is not None else DynamicCache(config=model.config)
+    ids = torch.tensor([(prompt + checked)[cached:]], device=model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0]
+    # logits[i] predicts token cached + i + 1; the first draft token sits at len(prompt)
+    greedy = logits[len(prompt) - 1 - cached :].argmax(-1).tolist()
+    kept = next((i for i, t in enumerate(checked) if greedy[i] != t), len(checked))
+    output = checked[:kept]
+    full = kept == len(checked) and (checked[-1] in end_ids or len(checked) == max_new_tokens)
+    if full:  # the draft is the whole output; the cache holds every token of it
+        cache.crop(-1)
+    else:
+        output.append(greedy[kept])  # the model's own token: after the draft, or instead of it
+        full = kept == len(checked) and greedy[kept] in end_ids
+        if dropped := len(checked) - kept:
+            cache.crop(-dropped)  # the rejected draft tokens
+        if not (output[-1] in end_ids or len(output) == max_new_tokens):
+            rest, cache = _generate(
+                model, tokenizer, prompt + output, cache, max_new_tokens - len(output), end_ids
+            )
+            output += rest
+    forward = len(prompt) + len(checked) - cached
+    return Continuation(output, len(draft_ids), len(checked), kept, full, forward, cache)
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    ids: list[int],
+    cache: Any,
+    max_new_tokens: int,
+    end_ids: Sequence[int],
+) -> tuple[list[int], Any]:
+    """Greedy ``generate`` after ``ids``, reading only the tokens ``cache`` does not cover."""
+    kwargs = _greedy_kwargs(model, tokenizer, end_ids)
+    if cache is not None:
+        kwargs["cache"] = cache
+    inputs = torch.tensor([ids], device=model.device)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=inputs,
+            attention_mask=torch.ones_like(inputs),
+            max_new_tokens=max_new_tokens,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
+    return cut_at_end(out.sequences[0, len(ids) :].tolist(), end_ids), out.cache
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    end_ids: Sequence[int],
+    **generate_kwargs: Any,
+) -> tuple[Any, int]:
+    """Decode several prompts in one left-padded ``generate`` call.
+
+    Left padding puts every prompt's last token in the last column, where generation continues;
+    the attention mask hides the padding and ``generate`` derives positions from it, so each row
+    decodes as it would alone. Greedy unless ``generate_kwargs`` say otherwise.
+
+    Returns:
+        ``generate``'s output (``return_dict_in_generate``) and the padded prompt length: row
+        ``i``'s new tokens are ``out.sequences[i, length:]`` (cut them with :func:`cut_at_end`).
+    """
+    enc = tokenizer.pad(
+        {"input_ids": [list(p) for p in prompts]},
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    ).to(model.device)
+    kwargs = {**_greedy_kwargs(model, tokenizer, end_ids), **generate_kwargs}
+    with torch.inference_mode():
+        out = model.generate(
+            **enc, max_new_tokens=max_new_tokens, return_dict_in_generate=True, **kwargs
+        )
+    return out, enc["input_ids"].shape[1]
+
+
+def cut_at_end(tokens: Sequence[int], end_ids: Sequence[int]) -> list[int]:
+    """``tokens`` up to and including the first end token (batch rows are padded after it)."""
+    tokens = list(tokens)
+    end = next((i for i, t in enumerate(tokens) if t in end_ids), None)
+    return tokens if end is None else tokens[: end + 1]
