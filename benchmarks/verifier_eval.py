@@ -45,7 +45,7 @@ def cached_scores(path: Path, todo: list, score, scorer: str) -> dict[str, float
 def strong_likelihood(model, ex, draft) -> float:
     """exp(mean log-prob) of ``draft`` as ``model``'s template renders it after the context."""
     from spec_tool_node.actions import action_to_message
-    from spec_tool_node.chat_models.hf import render_reply
+    from spec_tool_node.chat_models.templates import render_reply
 
     _, completion = render_reply(model._tokenizer, ex.messages, ex.tools, action_to_message(draft))
     score = model.score_continuation(ex.messages, completion, ex.tools)

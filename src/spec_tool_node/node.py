@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
@@ -26,18 +26,19 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import MessagesState
-from langgraph.types import StreamWriter
+from langgraph.types import StreamWriter, interrupt
 
 from spec_tool_node.actions import tool_schemas
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.cascade import Cascade
-from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
-from spec_tool_node.verifiers.trained import TrainedVerifier
+
+if TYPE_CHECKING:
+    from spec_tool_node.chat_models.hf import HFChatModel
 
 STREAM_KEY = "spec_tool_node"
 """Key of the decision events on LangGraph's custom stream."""
@@ -112,6 +113,10 @@ class SpeculativeActionNode(RunnableCallable):
         verifier: scores drafts in modes D and E (e.g. ``TrainedVerifier``).
         config: the :class:`CascadeConfig` (mode, threshold, drafts, cost model, policy file).
         safety: a :class:`SafetyPolicy` or the path of a policy file; defaults to the config's.
+            When a rule escalates to a person (``escalate_to: human``), the node pauses the
+            graph with ``interrupt()`` and resumes on ``Command(resume={"decisions": [...]})``
+            (approve, edit or reject, as ``HumanInTheLoopMiddleware``); that needs a
+            checkpointer, and the models' calls are kept with it so a resume never repeats them.
         system_prompt: prepended to the conversation for every model call.
         name: the node's run name.
         messages_key: the state key holding the conversation.
@@ -169,6 +174,9 @@ class SpeculativeActionNode(RunnableCallable):
 
         Extra keyword arguments (``safety``, ``system_prompt``, ...) go to the constructor.
         """
+        from spec_tool_node.chat_models.hf import HFChatModel  # local models need torch
+        from spec_tool_node.verifiers.trained import TrainedVerifier
+
         config = Bundle.from_pretrained(directory).config
 
         def chat(spec: ModelSpec | None) -> HFChatModel | None:
@@ -202,18 +210,33 @@ class SpeculativeActionNode(RunnableCallable):
         writer({STREAM_KEY: turn.model_dump()})
         return {self.messages_key: [message], "spec_ledger": [turn]}
 
+    @staticmethod
+    def _turn_index(state: dict[str, Any] | list[AnyMessage]) -> int | None:
+        """This turn's place in the trajectory (the ledger's length), for error messages."""
+        return len(state.get("spec_ledger") or []) if isinstance(state, dict) else None
+
     def _func(
         self, state: dict[str, Any], config: RunnableConfig, writer: StreamWriter
     ) -> dict[str, Any]:
         messages = self._messages(state)
-        message, turn = self.cascade.run(_BoundModels(self, messages, config), messages, self.tools)
+        models, index = _BoundModels(self, messages, config), self._turn_index(state)
+        if not self.cascade.policy.asks_humans:
+            message, turn = self.cascade.run(models, messages, self.tools, turn_index=index)
+            return self._output(message, turn, writer)
+        message, turn = self.cascade.run_durably(models, messages, self.tools, turn_index=index)
+        message, turn = self.cascade.review(message, turn, interrupt, self.tools)
         return self._output(message, turn, writer)
 
     async def _afunc(
         self, state: dict[str, Any], config: RunnableConfig, writer: StreamWriter
     ) -> dict[str, Any]:
         messages = self._messages(state)
-        message, turn = await self.cascade.arun(
-            _BoundModels(self, messages, config), messages, self.tools
+        models, index = _BoundModels(self, messages, config), self._turn_index(state)
+        if not self.cascade.policy.asks_humans:
+            message, turn = await self.cascade.arun(models, messages, self.tools, turn_index=index)
+            return self._output(message, turn, writer)
+        message, turn = await self.cascade.arun_durably(
+            models, messages, self.tools, turn_index=index
         )
+        message, turn = self.cascade.review(message, turn, interrupt, self.tools)
         return self._output(message, turn, writer)

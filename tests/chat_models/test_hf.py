@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -10,10 +11,10 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from peft import LoraConfig, get_peft_model
 
-from spec_tool_node.chat_models.hf import (
-    HFChatModel,
+from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.chat_models.loading import load_pretrained
+from spec_tool_node.chat_models.templates import (
     ReplyRenderError,
-    load_pretrained,
     render_prompt,
     render_reply,
     template_supports_tools,
@@ -60,6 +61,20 @@ def test_tools_appear_in_rendered_prompt(tiny_tokenizer):
     assert template_supports_tools(tiny_tokenizer)
     assert '"name": "get_weather"' in prompt and "Current weather for a city." in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_tool_support_is_remembered_beside_the_tokenizer_not_on_it():
+    from spec_tool_node.chat_models import templates
+
+    tokenizer = make_tokenizer(PLAIN_TEMPLATE)
+    before = vars(tokenizer).copy()
+    assert not template_supports_tools(tokenizer)
+    assert vars(tokenizer).keys() == before.keys()  # nothing written onto the tokenizer
+    assert templates._SUPPORTS_TOOLS[tokenizer] is False
+    count = len(templates._SUPPORTS_TOOLS)
+    del tokenizer
+    gc.collect()
+    assert len(templates._SUPPORTS_TOOLS) == count - 1  # forgotten with the tokenizer
 
 
 def test_template_without_tools_uses_documented_fallback():
@@ -339,7 +354,7 @@ def test_bind_tools_accepts_pydantic_models_and_openai_dicts(tiny_tokenizer):
 def test_parse_response_is_used_when_the_tokenizer_has_a_response_template(
     tiny_tokenizer, monkeypatch
 ):
-    from spec_tool_node.chat_models.hf import parse_model_reply
+    from spec_tool_node.chat_models.templates import parse_model_reply
 
     seen = {}
 

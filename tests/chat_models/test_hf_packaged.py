@@ -6,7 +6,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
-from spec_tool_node.chat_models.hf import HFChatModel, template_supports_tools
+from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.chat_models.templates import template_supports_tools
 
 
 @tool

@@ -163,7 +163,7 @@ def test_bundle_round_trip_and_node_from_pretrained(tmp_path, base_folder, tiny_
 
 
 def test_left_padded_batches_keep_only_the_label_logits_and_lose_nothing(base_folder):
-    from spec_tool_node.chat_models.hf import load_pretrained
+    from spec_tool_node.chat_models.loading import load_pretrained
     from spec_tool_node.training.sft import Collator
 
     model, tokenizer = load_pretrained(str(base_folder), dtype="float32")

@@ -10,22 +10,18 @@ log-probs and the last hidden state of a generated action, and
 :meth:`HFChatModel.score_continuation`, which teacher-forces a given continuation in one
 forward pass.
 
-Templates without tool support get a documented fallback: the tools are described in a system
-prompt that asks for ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` replies, earlier
-tool calls are written in that form and tool results are passed back as user turns wrapped in
-``<tool_response>`` tags.
+Prompt rendering (with the fallback for templates without tool support) lives in
+:mod:`spec_tool_node.chat_models.templates`, weight loading in
+:mod:`spec_tool_node.chat_models.loading`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,26 +30,40 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
-    HumanMessage,
     SystemMessage,
-    ToolMessage,
 )
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from spec_tool_node import assets
-from spec_tool_node.chat_models.parsing import ParsedReply, parse_reply, parse_template_response
-
-FALLBACK_TOOL_PROMPT = (
-    "You can call the following tools. To call one, reply with only\n"
-    '<tool_call>\n{{"name": <tool name>, "arguments": <JSON object of arguments>}}\n</tool_call>\n'
-    "(one block per call). If no tool fits, answer the user directly.\n\nTools:\n{tools}"
+from spec_tool_node.chat_models.loading import load_pretrained
+from spec_tool_node.chat_models.speculative import Continuation, continue_draft
+from spec_tool_node.chat_models.templates import (
+    FALLBACK_TOOL_PROMPT,
+    TOOL_CHOICE_HINT,
+    ReplyRenderError,
+    parse_model_reply,
+    render_prompt,
+    render_reply,
+    template_supports_tools,
+    to_chat_dicts,
 )
-"""System prompt used when the chat template cannot render tools itself."""
 
-TOOL_CHOICE_HINT = "You must answer with a tool call."
+__all__ = [
+    "FALLBACK_TOOL_PROMPT",
+    "TOOL_CHOICE_HINT",
+    "ContinuationScore",
+    "HFChatModel",
+    "ReplyRenderError",
+    "load_pretrained",
+    "parse_model_reply",
+    "render_prompt",
+    "render_reply",
+    "template_supports_tools",
+    "to_chat_dicts",
+]
+
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|end_of_text|>")
 _PASSED_BY_LANGCHAIN = {
     "tools",
@@ -76,247 +86,9 @@ _GEN_OPTIONS = (
 )
 
 
-def load_pretrained(
-    name: str,
-    adapter: str | Path | None = None,
-    *,
-    dtype: str = "bfloat16",
-    device: str | None = None,
-) -> tuple[Any, Any]:
-    """Load (model, tokenizer) from an asset name, a local folder or a hub id, plus a peft adapter.
-
-    Raises:
-        ValueError: ``name`` is none of the three, naming what was tried.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if name in assets.ASSETS:
-        source: str | Path = assets.resolve(name)
-    else:
-        source = Path(name).expanduser() if Path(name).expanduser().exists() else name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-    except OSError as e:
-        known = ", ".join(sorted(assets.ASSETS))
-        raise ValueError(
-            f"could not load model {name!r}: it is not an offline asset ({known}), not a local "
-            f"folder, and loading it as a hub id failed: {e}"
-        ) from e
-    if adapter is not None:
-        from peft import PeftModel
-
-        if not Path(adapter).exists():
-            raise ValueError(f"adapter folder {str(adapter)!r} does not exist")
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
-def _text(content: str | list[Any]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content)
-
-
-def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict[str, Any]]:
-    """LangChain messages (or OpenAI dicts) to the dicts chat templates read.
-
-    OpenAI dicts carry call arguments as JSON strings; templates expect objects, so they are
-    decoded here and both inputs render identically.
-    """
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if isinstance(m, dict):
-            out.append(_decoded_arguments(m))
-        elif isinstance(m, SystemMessage):
-            out.append({"role": "system", "content": _text(m.content)})
-        elif isinstance(m, HumanMessage):
-            out.append({"role": "user", "content": _text(m.content)})
-        elif isinstance(m, AIMessage):
-            entry: dict[str, Any] = {"role": "assistant", "content": _text(m.content)}
-            if m.tool_calls:
-                entry["tool_calls"] = [
-                    {
-                        "id": c.get("id"),
-                        "type": "function",
-                        "function": {"name": c["name"], "arguments": c["args"]},
-                    }
-                    for c in m.tool_calls
-                ]
-            out.append(entry)
-        elif isinstance(m, ToolMessage):
-            out.append(
-                {
-                    "role": "tool",
-                    "content": _text(m.content),
-                    "tool_call_id": m.tool_call_id,
-                    "name": m.name,
-                }
-            )
-        else:
-            out.append({"role": m.type, "content": _text(m.content)})
-    return out
-
-
-def _decoded_arguments(message: dict[str, Any]) -> dict[str, Any]:
-    if not message.get("tool_calls"):
-        return message
-    calls = []
-    for c in message["tool_calls"]:
-        function = dict(c.get("function", c))
-        if isinstance(function.get("arguments"), str):
-            # undecodable arguments stay as they are: the template renders the raw text
-            with contextlib.suppress(json.JSONDecodeError):
-                function["arguments"] = json.loads(function["arguments"] or "{}")
-        calls.append({**c, "function": function} if "function" in c else function)
-    return {**message, "tool_calls": calls}
-
-
-_PROBE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "spec_probe_tool_x7",
-        "description": "probe",
-        "parameters": {"type": "object", "properties": {}},
-    },
-}
-
-
-def template_supports_tools(tokenizer: Any) -> bool:
-    """True when the chat template renders the tools it is given (checked once per tokenizer)."""
-    cached = getattr(tokenizer, "_spec_supports_tools", None)
-    if cached is None:
-        try:
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": "hi"}],
-                tools=[_PROBE_TOOL],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            cached = "spec_probe_tool_x7" in text
-        except Exception:
-            cached = False
-        tokenizer._spec_supports_tools = cached
-    return cached
-
-
-def _fallback_messages(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Rewrite a conversation for a template without tool support (see the module docstring)."""
-    listing = "\n".join(json.dumps(t.get("function", t), ensure_ascii=False) for t in tools)
-    prompt = FALLBACK_TOOL_PROMPT.format(tools=listing)
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m["role"] == "assistant" and m.get("tool_calls"):
-            blocks = [
-                "<tool_call>\n"
-                + json.dumps(
-                    {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-                    ensure_ascii=False,
-                )
-                + "\n</tool_call>"
-                for c in m["tool_calls"]
-            ]
-            out.append(
-                {
-                    "role": "assistant",
-                    "content": "\n".join([m.get("content") or "", *blocks]).strip(),
-                }
-            )
-        elif m["role"] == "tool":
-            out.append(
-                {"role": "user", "content": f"<tool_response>\n{m['content']}\n</tool_response>"}
-            )
-        else:
-            out.append({"role": m["role"], "content": m.get("content") or ""})
-    if out and out[0]["role"] == "system":
-        out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{prompt}"}
-    else:
-        out.insert(0, {"role": "system", "content": prompt})
-    return out
-
-
-def render_prompt(
-    tokenizer: Any,
-    messages: Sequence[BaseMessage | dict[str, Any]],
-    tools: Sequence[dict[str, Any]] | None = None,
-    *,
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render a conversation (and its tools) exactly as the model sees it at inference.
-
-    Training renders its examples with this same function, so training and inference prompts
-    are identical token for token.
-    """
-    chat = to_chat_dicts(messages)
-    tools = list(tools or [])
-    if tools and not template_supports_tools(tokenizer):
-        chat, tools = _fallback_messages(chat, tools), []
-    elif not tools:
-        chat = [m if m.get("content") is not None else {**m, "content": ""} for m in chat]
-    return tokenizer.apply_chat_template(
-        chat, tools=tools or None, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
-
-
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     return next((i for i in range(n) if a[i] != b[i]), n)
-
-
-class ReplyRenderError(ValueError):
-    """The template renders an answered conversation that does not extend its inference prompt."""
-
-
-def render_reply(
-    tokenizer: Any,
-    messages: Sequence[BaseMessage | dict[str, Any]],
-    tools: Sequence[dict[str, Any]] | None,
-    reply: BaseMessage | dict[str, Any],
-) -> tuple[str, str]:
-    """The inference prompt, and ``reply`` as the template renders it right after that prompt.
-
-    The reply text stops at the end-of-turn token, the last token the model must emit. Training
-    puts its labels on exactly this text and scoring teacher-forces it, so both see what
-    generation after this prompt would have to produce.
-
-    Raises:
-        ReplyRenderError: the answered conversation does not begin with the prompt (a template
-            that rewrites earlier turns); no reply text then follows the inference prompt.
-    """
-    prompt = render_prompt(tokenizer, messages, tools)
-    full = render_prompt(tokenizer, [*messages, reply], tools, add_generation_prompt=False)
-    if not full.startswith(prompt):
-        raise ReplyRenderError(
-            "the rendered answer does not start with the inference prompt, so training would "
-            "see a different prompt than inference"
-        )
-    completion = full[len(prompt) :]
-    end = tokenizer.eos_token or ""
-    if end and end in completion:
-        completion = completion[: completion.index(end) + len(end)]
-    return prompt, completion
-
-
-def parse_model_reply(
-    tokenizer: Any, text: str, prompt: str, tools: Sequence[dict[str, Any]] | None
-) -> ParsedReply:
-    """Parse with the tokenizer's ``parse_response`` if it has a response template, else by form."""
-    if getattr(tokenizer, "response_template", None):
-        try:
-            return parse_template_response(
-                tokenizer.parse_response(text, prefix=prompt, tools=list(tools or []) or None)
-            )
-        except (
-            Exception
-        ):  # a template that does not match this reply: fall back to the formats we know
-            pass
-    return parse_reply(text)
 
 
 @dataclass
@@ -539,14 +311,18 @@ class HFChatModel(BaseChatModel):
         reused = copy.deepcopy(cache)  # generate appends to it; the stored one stays reusable
         if excess := reused.get_seq_length() - best:
             reused.crop(-excess)  # a negative count removes that many tokens
-        gen_kwargs["past_key_values"] = reused
+        gen_kwargs["cache"] = reused
         return best
 
     def _remember_prefix(self, out: Any) -> None:
-        cache = getattr(out, "past_key_values", None)
-        if cache is None or not getattr(cache, "is_croppable", False):
+        cache = getattr(out, "cache", None)
+        if cache is not None:
+            self._remember(out.sequences[0, : cache.get_seq_length()].tolist(), cache)
+
+    def _remember(self, ids: list[int], cache: Any) -> None:
+        """Keep ``cache`` (over exactly ``ids``) for the next call whose prompt extends ``ids``."""
+        if not getattr(cache, "is_croppable", False):
             return
-        ids = out.sequences[0, : cache.get_seq_length()].tolist()
         kept = [(k, v) for k, v in self._prefixes if k != ids[: len(k)]]  # drop what ids extends
         self._prefixes = [*kept, (ids, cache)][-self.prefix_cache :]
 
@@ -601,8 +377,10 @@ class HFChatModel(BaseChatModel):
             },
             response_metadata=metadata,
         )
+        end_text = self._tokenizer.decode(generated[length - 1 : length]) if hit_end else ""
         return ChatGeneration(
-            message=message, generation_info={"finish_reason": finish, "raw_text": text}
+            message=message,
+            generation_info={"finish_reason": finish, "raw_text": text, "end_text": end_text},
         )
 
     async def _agenerate(
@@ -655,4 +433,112 @@ class HFChatModel(BaseChatModel):
             greedy_ids=greedy[: len(cont_ids)],
             agreed=agreed,
             next_greedy_id=greedy[-1],
+        )
+
+    # -- lossless draft checking ----------------------------------------------------------------
+
+    def draft_text(
+        self,
+        messages: Sequence[BaseMessage],
+        draft: AIMessage,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> str:
+        """The text of ``draft`` to check: what its model wrote, else this model's rendering.
+
+        A reply of a local model carries its raw text (and the end token it stopped on), the
+        exact surface form to teacher-force. Any other reply (an API model's) is rendered as
+        this model's chat template writes an assistant turn, which is the form it would write.
+        """
+        metadata = draft.response_metadata or {}
+        if isinstance(metadata.get("raw_text"), str):
+            return metadata["raw_text"] + (metadata.get("end_text") or "")
+        return render_reply(self._tokenizer, messages, tools, draft)[1]
+
+    def continue_draft(
+        self,
+        messages: Sequence[BaseMessage],
+        draft: AIMessage | str,
+        tools: Sequence[Any] | None = None,
+        *,
+        max_new_tokens: int | None = None,
+    ) -> AIMessage:
+        """This model's own greedy reply, written only where ``draft`` is wrong (mode F).
+
+        One forward pass teacher-forces the draft after the prompt, the longest prefix agreeing
+        with this model's greedy choice is kept, and greedy generation continues from there on
+        that pass's key/value cache (:mod:`spec_tool_node.chat_models.speculative`). The reply
+        equals what ``invoke`` returns greedily, token for token.
+
+        Args:
+            draft: another model's reply (see :meth:`draft_text`) or the draft's text.
+            tools: the bound tools, as ``bind_tools`` takes them.
+            max_new_tokens: the budget (default: the model's).
+
+        Returns:
+            The reply, with ``response_metadata["lossless"]``: ``draft_tokens``,
+            ``checked_tokens``, ``kept_tokens``, ``full_draft_kept``, ``generated_tokens``,
+            ``forward_tokens``. ``usage_metadata`` counts as input every token this model
+            read (prompt and checked draft, less a reused prefix cache) and as output only the
+            tokens it wrote itself.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
+        prompt = self._prompt(messages, formatted, None)
+        text = draft if isinstance(draft, str) else self.draft_text(messages, draft, formatted)
+        prompt_ids = self._tokenizer(prompt, add_special_tokens=False).input_ids
+        budget = max_new_tokens or self.max_new_tokens
+        with self._lock:
+            found: dict[str, Any] = {}
+            reused = self._reuse_prefix(prompt_ids, found) if self.prefix_cache else 0
+            result = continue_draft(
+                self._hf_model,
+                self._tokenizer,
+                prompt_ids,
+                text,
+                max_new_tokens=budget,
+                end_ids=self._end_token_ids,
+                cache=found.get("cache"),
+            )
+            if self.prefix_cache and result.cache is not None:
+                self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
+        return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
+
+    def _continuation_message(
+        self,
+        result: Continuation,
+        prompt: str,
+        prompt_len: int,
+        reused: int,
+        tools: list[dict[str, Any]] | None,
+    ) -> AIMessage:
+        ids = result.token_ids
+        hit_end = bool(ids) and ids[-1] in self._end_token_ids
+        text = self._tokenizer.decode(ids[:-1] if hit_end else ids, skip_special_tokens=False)
+        parsed = parse_model_reply(self._tokenizer, text, prompt, tools)
+        finish = "tool_calls" if parsed.tool_calls else ("stop" if hit_end else "length")
+        lossless = {
+            "draft_tokens": result.draft_tokens,
+            "checked_tokens": result.checked_tokens,
+            "kept_tokens": result.kept_tokens,
+            "full_draft_kept": result.full_draft_kept,
+            "generated_tokens": result.generated_tokens,
+            "forward_tokens": result.forward_tokens,
+        }
+        read = prompt_len + result.checked_tokens - reused
+        return AIMessage(
+            content=parsed.content,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+            usage_metadata={
+                "input_tokens": read + reused,
+                "output_tokens": result.generated_tokens,
+                "total_tokens": read + reused + result.generated_tokens,
+                "input_token_details": {"cache_read": reused},
+            },
+            response_metadata={
+                "model_name": self.model,
+                "finish_reason": finish,
+                "raw_text": text,
+                "end_text": self._tokenizer.decode(ids[-1:]) if hit_end else "",
+                "lossless": lossless,
+            },
         )

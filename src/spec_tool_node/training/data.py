@@ -1,10 +1,11 @@
 """Training data: chat-template SFT examples and balanced verifier pairs.
 
 Training format equals inference format. SFT examples are rendered by
-:func:`spec_tool_node.chat_models.hf.render_reply`, on top of the prompt rendering the chat model
-uses at run time, and the loss covers only the assistant's action tokens (through the end-of-turn
-token). Verifier pairs are rendered by :func:`spec_tool_node.verifiers.render_verifier_prompt`,
-the prompt ``TrainedVerifier`` reads, with the loss on the single label token.
+:func:`spec_tool_node.chat_models.templates.render_reply`, on top of the prompt rendering the chat
+model uses at run time, and the loss covers only the assistant's action tokens (through the
+end-of-turn token). Verifier pairs are rendered by
+:func:`spec_tool_node.verifiers.render_verifier_prompt`, the prompt ``TrainedVerifier`` reads,
+with the loss on the single label token.
 
 Readers turn trajectories into the example format (:mod:`spec_tool_node.examples`): OpenAI-style
 chat logs here, BFCL in :mod:`spec_tool_node.bfcl`.
@@ -30,7 +31,7 @@ from spec_tool_node.actions import (
     action_from_canonical,
     canonical_text,
 )
-from spec_tool_node.chat_models.hf import ReplyRenderError, render_reply
+from spec_tool_node.chat_models.templates import ReplyRenderError, render_reply
 from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
 from spec_tool_node.matching import matches
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt

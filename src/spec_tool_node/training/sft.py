@@ -19,7 +19,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from spec_tool_node.chat_models.hf import load_pretrained
+from spec_tool_node.chat_models.loading import load_pretrained
 from spec_tool_node.examples import Example
 from spec_tool_node.training.config import TrainConfig
 from spec_tool_node.training.data import Features, check_template, render_sft

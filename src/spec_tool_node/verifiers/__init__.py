@@ -1,4 +1,13 @@
-"""Verifiers: score drafts of the next action with p(ACCEPT)."""
+"""Verifiers: score drafts of the next action with p(ACCEPT).
+
+The trained verifier needs torch; it is imported on first use, so the prompted judge and the
+verifier prompt work in an install without the ``local`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier, judge_answer
@@ -9,7 +18,12 @@ from spec_tool_node.verifiers.prompt import (
     render_verifier_prompt,
     verifier_messages,
 )
-from spec_tool_node.verifiers.trained import TrainedVerifier
+
+if TYPE_CHECKING:
+    from spec_tool_node.verifiers.trained import TrainedVerifier
+
+_LAZY = {"TrainedVerifier": "spec_tool_node.verifiers.trained"}
+"""Names whose modules import torch, by the module that defines them."""
 
 __all__ = [
     "LABELS",
@@ -23,3 +37,9 @@ __all__ = [
     "render_verifier_prompt",
     "verifier_messages",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

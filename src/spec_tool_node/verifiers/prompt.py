@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from spec_tool_node.actions import Action, ToolCall, ToolCallsAction, canonical_text
-from spec_tool_node.chat_models.hf import render_prompt, to_chat_dicts
+from spec_tool_node.chat_models.templates import render_prompt, to_chat_dicts
 
 VERIFIER_SYSTEM = (
     "You check whether the proposed next action of a tool-using assistant is correct: the right "

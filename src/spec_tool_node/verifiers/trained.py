@@ -12,7 +12,7 @@ import torch
 from langchain_core.messages import BaseMessage
 
 from spec_tool_node.actions import Action
-from spec_tool_node.chat_models.hf import load_pretrained
+from spec_tool_node.chat_models.loading import load_pretrained
 from spec_tool_node.costs import CallRecord
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
