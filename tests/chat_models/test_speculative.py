@@ -184,3 +184,52 @@ def test_left_padded_batch_equals_one_prompt_at_a_time(pair):
     out, length = generate_batch(model, tokenizer, prompts, max_new_tokens=BUDGET, end_ids=end)
     rows = [cut_at_end(out.sequences[i, length:].tolist(), end) for i in range(len(prompts))]
     assert rows == [greedy(model, tokenizer, p) for p in prompts]
+
+
+def test_chat_model_continue_draft_replies_as_invoke_does():
+    """HFChatModel.continue_draft: the same reply as a greedy invoke, for a local model's draft
+    (its raw text and end token), an API model's draft (a parsed call, rendered with the template)
+    and a wrong text; the ledger fields count what the model read and what it wrote."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from spec_tool_node.chat_models.hf import HFChatModel
+    from tests.conftest import CORPUS, teach
+
+    tokenizer = make_tokenizer()
+    model = qwen2(tokenizer, seed=2)
+    chat = HFChatModel(model="tiny", loaded=(model, tokenizer), max_new_tokens=64, prefix_cache=0)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    messages = [HumanMessage("What's the weather in Paris in celsius?")]
+    teach(model, tokenizer, chat._prompt(messages, tools, None), CORPUS[0], steps=60)
+    bound = chat.bind_tools(tools)
+    want = bound.invoke(messages)
+    assert want.tool_calls and want.response_metadata["end_text"] == "<|im_end|>"
+
+    api_draft = AIMessage(
+        "", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "1"}]
+    )
+    for draft in (want, api_draft, '<tool_call>\n{"name": "get_time"', ""):
+        got = chat.continue_draft(messages, draft, tools)
+        assert got.response_metadata["raw_text"] == want.response_metadata["raw_text"]
+        assert got.content == want.content
+        assert [(c["name"], c["args"]) for c in got.tool_calls] == [
+            (c["name"], c["args"]) for c in want.tool_calls
+        ]
+    whole = chat.continue_draft(messages, want, tools)
+    info = whole.response_metadata["lossless"]
+    assert info["full_draft_kept"] and info["generated_tokens"] == 0
+    assert info["kept_tokens"] == want.usage_metadata["output_tokens"]
+    assert whole.usage_metadata["output_tokens"] == 0
+    assert (
+        whole.usage_metadata["input_tokens"]
+        == want.usage_metadata["input_tokens"] + info["checked_tokens"]
+    )
