@@ -187,3 +187,23 @@ def test_both_qwen_assets_render_the_same_tool_prompt():
     )
     assert TOOL_INSTRUCTION in _render(small)
     assert _render(large) == _render(small)
+
+
+def test_gguf_file_is_assembled_once_and_verified(fake_asset, tmp_path, capsys):
+    asset, site = fake_asset
+    path = assets.gguf_file(asset.name)
+    assert path == tmp_path / "cache" / "gguf" / "fake.gguf"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == asset.sha256
+    mtime = path.stat().st_mtime_ns
+    assert assets.gguf_file(asset.name).stat().st_mtime_ns == mtime  # not written again
+    assert cli_main(["models", "gguf", asset.name]) == 0
+    assert capsys.readouterr().out.strip() == str(path)
+
+
+def test_gguf_file_with_a_corrupt_chunk_leaves_no_file(fake_asset, tmp_path):
+    asset, site = fake_asset
+    part = site / "fake_model_part2" / "data" / "part02.bin"
+    part.write_bytes(b"c" * 500)
+    with pytest.raises(assets.AssetError, match="sha256 mismatch"):
+        assets.gguf_file(asset.name)
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []

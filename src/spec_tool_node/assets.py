@@ -199,6 +199,31 @@ def _convert(gguf_dir: Path, filename: str, out_dir: Path, chat_template: str | 
     tokenizer.save_pretrained(out_dir)
 
 
+def gguf_file(name: str) -> Path:
+    """The asset's verified GGUF file, for GGUF servers (``python -m llama_cpp.server --model``).
+
+    A one-package asset is read in place; a split one is assembled once into ``cache_root()/gguf``
+    (written beside and renamed into place, so a half-written file is never returned).
+    """
+    asset = get_asset(name)
+    chunks = chunk_paths(asset)
+    target = cache_root() / "gguf" / asset.filename
+    if len(chunks) == 1:
+        return chunks[0]
+    if target.is_file() and target.stat().st_size == asset.size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{asset.filename}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            _read_verified(asset, chunks, sink)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
 def resolve(name: str) -> Path:
     """Return a folder that ``from_pretrained`` loads, converting the asset on first use.
 

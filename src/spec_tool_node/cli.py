@@ -44,6 +44,11 @@ def models_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def models_gguf(args: argparse.Namespace) -> int:
+    print(assets.gguf_file(args.name), flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spec-tool-node",
@@ -66,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("names", nargs="*", help="asset names (default: all)")
     p.set_defaults(func=models_prepare)
+    p = sub.add_parser(
+        "gguf",
+        help="print the path of an asset's verified GGUF file (assembled once), for GGUF servers "
+        "such as `python -m llama_cpp.server --model PATH`",
+    )
+    p.add_argument("name", help="asset name")
+    p.set_defaults(func=models_gguf)
 
     from spec_tool_node.training.cli import add_commands
 
