@@ -60,6 +60,51 @@ def _lora_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
 
 
+def _probe_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("probe (--method probe; --batch-size, --max-length, --seed apply)")
+    g.add_argument(
+        "--features",
+        type=Path,
+        help="feature cache folder, resumable (default OUT/features); a complete one needs no "
+        "model",
+    )
+    g.add_argument(
+        "--layers",
+        help="candidate layers, e.g. 12,18,24 (12+18 concatenates); default every layer",
+    )
+    g.add_argument("--poolings", help="candidate poolings among mean,last,values (default all)")
+    g.add_argument(
+        "--C",
+        type=lambda t: [float(x) for x in t.split(",")],
+        default=[0.01, 0.1, 1.0],
+        help="candidate inverse regularisation strengths (comma-separated)",
+    )
+    g.add_argument(
+        "--mlp-hidden",
+        type=int,
+        default=0,
+        help="also try a 2-layer MLP head with this many hidden units (0: logistic only)",
+    )
+    g.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds")
+    g.add_argument(
+        "--label",
+        choices=["right", "defer"],
+        default="right",
+        help="right: accept right drafts; defer: reject only wrong drafts the strong model gets "
+        "right (needs --strong)",
+    )
+    g.add_argument(
+        "--strong", type=Path, help="the strong model's actions on the same examples (cache JSONL)"
+    )
+    target = g.add_mutually_exclusive_group()
+    target.add_argument(
+        "--precision", type=float, help="threshold: lowest reaching this precision out of fold"
+    )
+    target.add_argument(
+        "--accept-rate", type=float, help="threshold: accept this share of drafts out of fold"
+    )
+
+
 def _config(args: argparse.Namespace) -> Any:
     from spec_tool_node.training.config import TrainConfig
 
@@ -144,6 +189,8 @@ def train_sft_cmd(args: argparse.Namespace) -> int:
 
 
 def train_verifier_cmd(args: argparse.Namespace) -> int:
+    if args.method == "probe":
+        return train_probe_verifier_cmd(args)
     from spec_tool_node.training.data import load_draft_cache
     from spec_tool_node.training.verifier import train_verifier
 
@@ -161,6 +208,65 @@ def train_verifier_cmd(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
     )
     print(f"adapter: {adapter}\npair mix: {json.dumps(dict(mix), sort_keys=True)}")
+    return 0
+
+
+def _layer_sets(text: str | None) -> list[list[int]] | None:
+    """``12,18`` tries layer 12 and layer 18; ``12+18`` tries both concatenated."""
+    return [[int(x) for x in part.split("+")] for part in text.split(",")] if text else None
+
+
+def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
+    from spec_tool_node.training.data import load_draft_cache
+    from spec_tool_node.training.probe import (
+        HeadSpec,
+        deferral_labels,
+        strong_correct,
+        train_probe_verifier,
+    )
+
+    if not args.drafts:
+        print("error: --method probe needs --drafts (the proposer's drafts)", file=sys.stderr)
+        return 2
+    examples = {e.id: e for e in _examples(args.data, args.on_error, args.limit)}
+    drafts = {
+        i: r for i, r in load_draft_cache(args.drafts).items() if r.get("valid") and i in examples
+    }
+    right = {i: bool(r.get("right")) for i, r in drafts.items()}
+    if args.label == "defer":
+        if not args.strong:
+            print("error: --label defer needs --strong (strong model actions)", file=sys.stderr)
+            return 2
+        labels = deferral_labels(right, strong_correct(args.strong, examples))
+    else:
+        labels = right
+    ids = list(labels)
+    heads = [HeadSpec(c) for c in args.C] + [HeadSpec(c, args.mlp_hidden) for c in args.C] * (
+        args.mlp_hidden > 0
+    )
+    run = train_probe_verifier(
+        [(examples[i], drafts[i]["draft"]) for i in ids],
+        [labels[i] for i in ids],
+        args.out,
+        base_model=args.base,
+        features_dir=args.features or args.out / "features",
+        layers=_layer_sets(args.layers),
+        poolings=_split_list(args.poolings),
+        heads=heads,
+        folds=args.folds,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        precision=args.precision,
+        accept_rate=args.accept_rate,
+        card={"data": str(args.data), "drafts": str(args.drafts), "label": args.label},
+    )
+    best = run.selection.best
+    print(
+        f"probe on {run.n_drafts} drafts ({run.n_accept} to accept): layers {best['layers']}, "
+        f"pooling {best['pooling']}, {best['head']}, cross-validated AUROC {best['cv_auroc']:.3f}, "
+        f"threshold {run.threshold:.4f}\nprobe: {args.out}"
+    )
     return 0
 
 
@@ -283,17 +389,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=train_sft_cmd)
 
     p = sub.add_parser(
-        "verifier", help="ACCEPT/REJECT classifier on balanced pairs with hard negatives"
+        "verifier",
+        help="the verifier: a probe on a frozen model's hidden states (--method probe, minutes "
+        "on a CPU) or a LoRA ACCEPT/REJECT classifier (--method lora, for a GPU)",
     )
     common(p)
     p.add_argument(
+        "--method",
+        choices=["lora", "probe"],
+        default="lora",
+        help="probe: small head on pooled hidden states; lora: classifier on balanced pairs",
+    )
+    p.add_argument(
         "--base", required=True, help="verifier base model (asset name, folder or hub id)"
     )
-    p.add_argument("--drafts", type=Path, help="draft cache from `train mine` (hard negatives)")
     p.add_argument(
-        "--out", type=Path, required=True, help="run folder (pairs.jsonl, checkpoints, adapter/)"
+        "--drafts",
+        type=Path,
+        help="draft cache from `train mine` (lora: hard negatives; probe: the drafts it learns on)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder (lora: pairs.jsonl, checkpoints, adapter/; probe: probe.json, "
+        "head.safetensors, validation.json)",
     )
     _lora_options(p)
+    _probe_options(p)
     p.set_defaults(func=train_verifier_cmd)
 
     p = sub.add_parser(

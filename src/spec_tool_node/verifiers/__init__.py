@@ -1,7 +1,7 @@
 """Verifiers: score drafts of the next action with p(ACCEPT).
 
-The trained verifier needs torch; it is imported on first use, so the prompted judge and the
-verifier prompt work in an install without the ``local`` extra.
+The trained verifier and the probe need torch; they are imported on first use, so the prompted
+judge and the verifier prompt work in an install without the ``local`` extra.
 """
 
 from __future__ import annotations
@@ -20,20 +20,29 @@ from spec_tool_node.verifiers.prompt import (
 )
 
 if TYPE_CHECKING:
+    from spec_tool_node.verifiers.probe import ProbeHead, ProbeVerifier, load_verifier
     from spec_tool_node.verifiers.trained import TrainedVerifier
 
-_LAZY = {"TrainedVerifier": "spec_tool_node.verifiers.trained"}
+_LAZY = {
+    "TrainedVerifier": "spec_tool_node.verifiers.trained",
+    "ProbeHead": "spec_tool_node.verifiers.probe",
+    "ProbeVerifier": "spec_tool_node.verifiers.probe",
+    "load_verifier": "spec_tool_node.verifiers.probe",
+}
 """Names whose modules import torch, by the module that defines them."""
 
 __all__ = [
     "LABELS",
     "VERIFIER_SYSTEM",
     "ChatModelVerifier",
+    "ProbeHead",
+    "ProbeVerifier",
     "TrainedVerifier",
     "Verdict",
     "Verifier",
     "judge_answer",
     "label_token_ids",
+    "load_verifier",
     "render_verifier_prompt",
     "verifier_messages",
 ]

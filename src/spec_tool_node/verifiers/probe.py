@@ -1,0 +1,439 @@
+"""The probe verifier: a frozen causal LM reads (context + draft) once; a small head on its pooled
+hidden states gives p(ACCEPT).
+
+The draft is written the way the chat template writes an assistant reply with that action
+(:func:`~spec_tool_node.chat_models.templates.render_reply`), after the prompt the proposer saw
+(tools bound), so the features are those of the proposer's own drafting pass when the base model
+is the proposer: :meth:`ProbeHead.predict_hidden` scores hidden states a caller already has (mode G)
+without another forward pass. It works with any proposer, API models included, since it needs only
+the draft's action.
+
+Poolings over the reply's tokens (:data:`POOLINGS`): ``mean`` (every token of the reply),
+``last`` (its last token, the end-of-turn), ``values`` (the tokens of the tool names and argument
+values, where a wrong call differs from a right one; the whole reply for a text answer). The head
+is a logistic regression or a small MLP on standardised features, stored as safetensors plus a
+JSON file: no pickle, and it loads without scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from langchain_core.messages import BaseMessage
+
+from spec_tool_node.actions import Action, ToolCallsAction, action_to_message
+from spec_tool_node.chat_models.loading import load_pretrained
+from spec_tool_node.chat_models.templates import render_reply
+from spec_tool_node.costs import CallRecord
+from spec_tool_node.verifiers.base import Verdict, Verifier
+
+POOLINGS = ("mean", "last", "values")
+"""How the reply's hidden states are pooled into one vector per layer."""
+
+HEAD_FILE = "head.safetensors"
+CONFIG_FILE = "probe.json"
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderedDraft:
+    """One (context, draft) pair as token ids, with the positions the poolings read."""
+
+    input_ids: list[int]
+    reply_start: int
+    """Index of the reply's first token (everything before it is the prompt)."""
+    values: list[int] = field(default_factory=list)
+    """Positions of the tool-name and argument-value tokens (empty for a text answer)."""
+
+
+def wrapped_tools(tools: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Tools as the proposer's prompt carries them (``bind_tools`` wraps bare function schemas)."""
+    return [t if "function" in t else {"type": "function", "function": t} for t in tools or []]
+
+
+def _value_spans(completion: str, draft: Action) -> list[tuple[int, int]]:
+    """Character spans of each call's name and argument values in the rendered reply.
+
+    The template writes a call as JSON, so each piece is found by its JSON text after its key;
+    a piece written otherwise is simply not found (the pooling then has fewer tokens).
+    """
+    if not isinstance(draft, ToolCallsAction):
+        return []
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for call in draft.calls:
+        pieces = [("name", call.name), *call.arguments.items()]
+        for key, value in pieces:
+            needle = (
+                f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+            )
+            at = completion.find(needle, cursor)
+            if at < 0:
+                continue
+            start = at + len(json.dumps(key, ensure_ascii=False)) + 2
+            spans.append((start, at + len(needle)))
+            if key == "name":
+                cursor = at
+    return spans
+
+
+def render_draft(
+    tokenizer: Any,
+    context: Sequence[BaseMessage | dict[str, Any]],
+    tools: Sequence[dict[str, Any]] | None,
+    draft: Action,
+    *,
+    max_length: int | None = None,
+) -> RenderedDraft:
+    """The prompt the proposer saw, then ``draft`` as the template writes that reply.
+
+    ``max_length`` cuts the prompt from the left (the reply and the latest turns are kept).
+    """
+    prompt, completion = render_reply(
+        tokenizer, context, wrapped_tools(tools) or None, action_to_message(draft)
+    )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    encoded = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+    reply_ids = encoded.input_ids
+    if max_length is not None:
+        prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(reply_ids) - max_length) :]
+    spans = _value_spans(completion, draft)
+    values = [
+        len(prompt_ids) + i
+        for i, (a, b) in enumerate(encoded["offset_mapping"])
+        if any(a < e and b > s for s, e in spans)
+    ]
+    return RenderedDraft(prompt_ids + reply_ids, len(prompt_ids), values)
+
+
+# -- pooling --------------------------------------------------------------------------------------
+
+
+def pooling_masks(rendered: Sequence[RenderedDraft], width: int) -> dict[str, torch.Tensor]:
+    """``[batch, width]`` float masks of each pooling for right-padded rows."""
+    positions = torch.arange(width)[None, :]
+    starts = torch.tensor([r.reply_start for r in rendered])[:, None]
+    ends = torch.tensor([len(r.input_ids) for r in rendered])[:, None]
+    mean = ((positions >= starts) & (positions < ends)).float()
+    last = (positions == ends - 1).float()
+    values = torch.zeros_like(mean)
+    for row, r in enumerate(rendered):
+        if r.values:
+            values[row, r.values] = 1.0
+        else:
+            values[row] = mean[row]
+    return {"mean": mean, "last": last, "values": values}
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over positions: ``[batch, width, dim]`` and ``[batch, width]`` give
+    ``[batch, dim]``."""
+    mask = mask.to(hidden.device, torch.float32)
+    total = torch.einsum("btd,bt->bd", hidden.float(), mask)
+    return total / mask.sum(1, keepdim=True).clamp_min(1.0)
+
+
+@torch.inference_mode()
+def pooled_hidden_states(
+    model: Any,
+    tokenizer: Any,
+    rendered: Sequence[RenderedDraft],
+    layers: Sequence[int],
+    poolings: Sequence[str] = POOLINGS,
+    *,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """One forward pass per batch; returns ``[n, len(poolings), len(layers), hidden]`` (float32).
+
+    Rows are grouped by length to limit padding; the tokenizer pads them on the right (so no
+    position ids change) and the attention mask hides the padding. Layer ``0`` is the embedding
+    output, layer ``k`` the output of block ``k`` (``output_hidden_states`` order).
+    """
+    unknown = set(poolings) - set(POOLINGS)
+    if unknown:
+        raise ValueError(f"unknown poolings {sorted(unknown)}; known: {', '.join(POOLINGS)}")
+    order = sorted(range(len(rendered)), key=lambda i: len(rendered[i].input_ids))
+    out = np.zeros(
+        (len(rendered), len(poolings), len(layers), model.config.hidden_size), dtype=np.float32
+    )
+    for b in range(0, len(order), batch_size):
+        rows = order[b : b + batch_size]
+        batch = tokenizer.pad(
+            {"input_ids": [rendered[i].input_ids for i in rows]},
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
+        )
+        hidden = model(
+            input_ids=batch["input_ids"].to(model.device),
+            attention_mask=batch["attention_mask"].to(model.device),
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=1,
+        ).hidden_states
+        masks = pooling_masks([rendered[i] for i in rows], batch["input_ids"].shape[1])
+        for p, name in enumerate(poolings):
+            for j, layer in enumerate(layers):
+                out[rows, p, j] = pool(hidden[layer], masks[name]).cpu().numpy()
+    return out
+
+
+# -- the head -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeHead:
+    """Standardise, then dense layers with ReLU between them, then a sigmoid: p(ACCEPT).
+
+    One dense layer is a logistic regression; two are a 2-layer MLP. ``layers`` and ``pooling``
+    say which hidden states the features are (concatenated in ``layers`` order).
+    """
+
+    base_model: str
+    layers: list[int]
+    pooling: str
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: list[np.ndarray]
+    """``[in, out]`` matrices; the last has one output column."""
+    biases: list[np.ndarray]
+    threshold: float | None = None
+    """The threshold calibrated with the head (the cascade uses its bundle config's threshold)."""
+    card: dict[str, Any] = field(default_factory=dict)
+    """What it was trained on and how it was chosen (free-form, saved in the JSON file)."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; known: {', '.join(POOLINGS)}")
+        if len(self.weights) != len(self.biases) or not self.weights:
+            raise ValueError("a head needs as many bias vectors as weight matrices (at least one)")
+
+    @property
+    def kind(self) -> str:
+        return "logistic" if len(self.weights) == 1 else f"mlp{len(self.weights)}"
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """p(ACCEPT) of each row of ``[n, len(layers) * hidden]`` features (float64)."""
+        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = x @ w + b
+            if i < len(self.weights) - 1:
+                x = np.maximum(x, 0.0)
+        return 1.0 / (1.0 + np.exp(-x[:, 0]))
+
+    def predict_hidden(
+        self,
+        hidden_states: Sequence[torch.Tensor],
+        reply_mask: torch.Tensor,
+        values_mask: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """p(ACCEPT) from hidden states a caller already has (the proposer's drafting pass).
+
+        Args:
+            hidden_states: per layer ``[batch, width, hidden]``, in ``output_hidden_states``
+                order (index 0 the embeddings).
+            reply_mask: ``[batch, width]``, 1 on the reply's tokens.
+            values_mask: ``[batch, width]``, 1 on tool-name and argument-value tokens (pooling
+                ``values``; rows without any fall back to the reply).
+        """
+        reply_mask = reply_mask.float()
+        if self.pooling == "mean":
+            mask = reply_mask
+        elif self.pooling == "last":
+            width = reply_mask.shape[1]
+            last = width - 1 - reply_mask.flip(1).argmax(1)
+            mask = torch.zeros_like(reply_mask)
+            mask[torch.arange(len(mask)), last] = 1.0
+        else:
+            if values_mask is None:
+                raise ValueError("pooling 'values' needs values_mask")
+            values_mask = values_mask.float()
+            empty = values_mask.sum(1, keepdim=True) == 0
+            mask = torch.where(empty, reply_mask, values_mask)
+        features = torch.cat([pool(hidden_states[layer], mask) for layer in self.layers], dim=1)
+        return self.predict(features.cpu().numpy())
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``probe.json`` and ``head.safetensors`` into ``directory``."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {"mean": self.mean, "scale": self.scale}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            tensors[f"dense{i}.weight"] = np.ascontiguousarray(w)
+            tensors[f"dense{i}.bias"] = np.ascontiguousarray(b)
+        save_file(
+            {k: np.asarray(v, dtype=np.float64) for k, v in tensors.items()},
+            str(directory / HEAD_FILE),
+        )
+        config = {
+            "kind": "probe",
+            "base_model": self.base_model,
+            "layers": self.layers,
+            "pooling": self.pooling,
+            "head": self.kind,
+            "dense_layers": len(self.weights),
+            "threshold": self.threshold,
+            "card": self.card,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ProbeHead:
+        """Read a head written by :meth:`save`."""
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a probe: no {CONFIG_FILE} in it")
+        config = json.loads(config_path.read_text())
+        tensors = load_file(str(directory / HEAD_FILE))
+        count = int(config["dense_layers"])
+        return cls(
+            base_model=config["base_model"],
+            layers=[int(x) for x in config["layers"]],
+            pooling=config["pooling"],
+            mean=tensors["mean"],
+            scale=tensors["scale"],
+            weights=[tensors[f"dense{i}.weight"] for i in range(count)],
+            biases=[tensors[f"dense{i}.bias"] for i in range(count)],
+            threshold=config.get("threshold"),
+            card=config.get("card") or {},
+        )
+
+
+def is_probe(directory: str | Path | None) -> bool:
+    """Whether ``directory`` holds a probe head (rather than, say, a peft adapter)."""
+    return directory is not None and (Path(directory) / CONFIG_FILE).is_file()
+
+
+# -- the verifier ---------------------------------------------------------------------------------
+
+
+class ProbeVerifier(Verifier):
+    """p(ACCEPT) from a frozen causal LM's hidden states over (context + draft) and a small head.
+
+    Args:
+        head: the trained head (its ``base_model`` is loaded unless ``loaded`` is given).
+        model: load this model instead of ``head.base_model`` (the same weights elsewhere).
+        dtype, device: as for ``HFChatModel``.
+        loaded: an already-loaded ``(model, tokenizer)`` pair (e.g. the proposer's own).
+        batch_size: drafts per forward pass.
+        max_length: keep at most this many tokens per pair, cutting the prompt from the left.
+    """
+
+    def __init__(
+        self,
+        head: ProbeHead,
+        model: str | None = None,
+        *,
+        dtype: str = "bfloat16",
+        device: str | None = None,
+        loaded: tuple[Any, Any] | None = None,
+        batch_size: int = 8,
+        max_length: int | None = 4096,
+    ) -> None:
+        self.head = head
+        self.name = model or head.base_model
+        self.adapter: str | None = None
+        """The probe folder this verifier was loaded from (names its evaluation cache)."""
+        if loaded is not None:
+            self.model, self.tokenizer = loaded
+        else:
+            self.model, self.tokenizer = load_pretrained(self.name, dtype=dtype, device=device)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        self.batch_size, self.max_length = batch_size, max_length
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> ProbeVerifier:
+        """Load a probe folder written by :meth:`save_pretrained` (or :meth:`ProbeHead.save`)."""
+        verifier = cls(ProbeHead.load(directory), **kwargs)
+        verifier.adapter = str(directory)
+        return verifier
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the head; the base model is named in it, not copied."""
+        return self.head.save(directory)
+
+    def features(
+        self,
+        context: Sequence[BaseMessage | dict[str, Any]],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> tuple[np.ndarray, int]:
+        """The head's input features for each draft, and the number of tokens read."""
+        rendered = [
+            render_draft(self.tokenizer, context, tools, d, max_length=self.max_length)
+            for d in drafts
+        ]
+        with self._lock:
+            pooled = pooled_hidden_states(
+                self.model,
+                self.tokenizer,
+                rendered,
+                self.head.layers,
+                [self.head.pooling],
+                batch_size=self.batch_size,
+            )
+        return pooled[:, 0].reshape(len(drafts), -1), sum(len(r.input_ids) for r in rendered)
+
+    def score_batch(
+        self,
+        context: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> list[Verdict]:
+        if not drafts:
+            return []
+        start = time.perf_counter()
+        features, tokens = self.features(context, tools, drafts)
+        p_accept = self.head.predict(features).tolist()
+        record = CallRecord(
+            role="verifier",
+            model=self.name,
+            purpose="verify",
+            input_tokens=tokens,
+            output_tokens=0,
+            wall_s=time.perf_counter() - start,
+        )
+        return [Verdict(float(p), record if i == 0 else None) for i, p in enumerate(p_accept)]
+
+
+def load_verifier(
+    model: str,
+    adapter: str | None = None,
+    *,
+    dtype: str = "bfloat16",
+    device: str | None = None,
+    max_length: int | None = None,
+) -> Verifier:
+    """The verifier a bundle's model spec names: with a probe folder as its adapter, a
+    :class:`ProbeVerifier` reading ``model``; otherwise the LoRA ``TrainedVerifier``."""
+    if is_probe(adapter):
+        assert adapter is not None
+        options: dict[str, Any] = {"max_length": max_length} if max_length is not None else {}
+        return ProbeVerifier.from_pretrained(
+            adapter, model=model, dtype=dtype, device=device, **options
+        )
+    from spec_tool_node.verifiers.trained import TrainedVerifier
+
+    return TrainedVerifier(
+        model=model, adapter=adapter, dtype=dtype, device=device, max_length=max_length
+    )

@@ -1,0 +1,208 @@
+"""Probe training: the feature cache, grouped selection, labels, and the CLI on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spec_tool_node.cli import main
+from spec_tool_node.examples import Example
+from spec_tool_node.training.probe import (
+    HeadSpec,
+    deferral_labels,
+    extract_features,
+    fit_head,
+    group_of,
+    load_features,
+    out_of_fold,
+    select_probe,
+    strong_correct,
+)
+from spec_tool_node.verifiers.probe import ProbeHead
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+CITIES = ["Paris", "Rome"]
+
+
+def _draft(city: str) -> str:
+    return json.dumps(
+        {"tool_calls": [{"arguments": {"city": city}, "name": "get_weather"}]}, sort_keys=True
+    )
+
+
+def _examples(n: int = 16) -> list[Example]:
+    return [
+        Example(
+            id=f"live_simple_{i}-{i // 2}-{i % 2}",
+            tools=TOOLS,
+            messages=[{"role": "user", "content": f"Weather in Paris, question {i}?"}],
+            gold=[{"get_weather": {"city": ["Paris"]}}],
+        )
+        for i in range(n)
+    ]
+
+
+def _items(examples: list[Example]) -> list[tuple[Example, str]]:
+    return [(e, _draft(CITIES[i % 2])) for i, e in enumerate(examples)]
+
+
+def test_group_of_keeps_function_groups_and_conversations_together():
+    assert group_of("live_simple_3-2-1") == group_of("live_simple_2-2-0") == "live_simple-2"
+    assert group_of("live_simple_4-3-0") != group_of("live_multiple_4-3-0")
+    assert group_of("multi_turn_base_4/turn0/step1") == "multi_turn_base_4"
+    assert group_of("simple_python_7") == "simple_python_7"
+
+
+def test_feature_cache_resumes_and_a_complete_one_needs_no_model(
+    tiny_model, tiny_tokenizer, tmp_path
+):
+    items = _items(_examples(6))
+    first = extract_features(
+        items[:4], tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), chunk=3
+    )
+    assert first.features.shape == (4, 3, 3, tiny_model.config.hidden_size)
+    assert len(list(tmp_path.glob("part-*.npz"))) == 2
+    both = extract_features(
+        items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), chunk=3
+    )
+    assert len(list(tmp_path.glob("part-*.npz"))) == 3  # only the 2 new pairs were computed
+    np.testing.assert_array_equal(both.features[:4], first.features)
+    # complete: no model is loaded (the name would not load) and the order follows ``items``
+    again = extract_features(items[::-1], tmp_path, base_model="tiny")
+    assert again.ids == [e.id for e, _ in items[::-1]]
+    np.testing.assert_array_equal(again.features[::-1], both.features)
+    with pytest.raises(ValueError, match="feature cache"):
+        extract_features(
+            [(items[0][0], _draft("Oslo"))],
+            tmp_path,
+            base_model="other",
+            loaded=(tiny_model, tiny_tokenizer),
+        )
+    assert load_features(tmp_path / "missing") is None
+
+
+def test_head_matches_scikit_learn_and_out_of_fold_scores_hold_groups_out():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    y = (x[:, 0] + 0.3 * rng.normal(size=40) > 0).astype(int)
+    mean, scale, weights, biases = fit_head(x, y, HeadSpec(0.1))
+    head = ProbeHead("m", [1], "mean", mean, scale, weights, biases)
+    scaler = StandardScaler().fit(x)
+    expected = LogisticRegression(C=0.1, max_iter=5000).fit(scaler.transform(x), y)
+    np.testing.assert_allclose(
+        head.predict(x), expected.predict_proba(scaler.transform(x))[:, 1], atol=1e-6
+    )
+    groups = [f"g{i // 4}" for i in range(40)]
+    oof = out_of_fold(x, y, groups, HeadSpec(0.1), folds=5)
+    assert oof.shape == (40,) and not np.allclose(oof, head.predict(x))
+    mlp = fit_head(x, y, HeadSpec(1.0, hidden=8))
+    assert [w.shape for w in mlp[2]] == [(5, 8), (8, 1)]
+
+
+def test_selection_finds_the_informative_configuration(tiny_model, tiny_tokenizer, tmp_path):
+    items = _items(_examples(16))
+    labels = [d == _draft("Paris") for _, d in items]
+    features = extract_features(
+        items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer)
+    )
+    selection = select_probe(features, labels, folds=4)
+    assert {(tuple(r["layers"]), r["pooling"]) for r in selection.rows} == {
+        ((layer,), p) for layer in (1, 2) for p in ("mean", "last", "values")
+    }
+    assert selection.best["cv_auroc"] == 1.0 and len(selection.oof) == 16
+    with pytest.raises(ValueError, match="both right and wrong"):
+        select_probe(features, [True] * 16)
+
+
+def test_deferral_labels_reject_only_where_the_strong_model_would_fix_it(tmp_path):
+    examples = {e.id: e for e in _examples(4)}
+    ids = list(examples)
+    strong = tmp_path / "strong.jsonl"
+    strong.write_text(
+        json.dumps({"id": ids[1], "act": {"action": _draft("Paris"), "valid": True}})
+        + "\n"
+        + json.dumps({"id": ids[2], "draft": _draft("Rome"), "valid": True})
+        + "\n"
+        + json.dumps({"id": "other", "draft": _draft("Paris"), "valid": True})
+        + "\n"
+    )
+    correct = strong_correct(strong, examples)
+    assert correct == {ids[1]: True, ids[2]: False}
+    right = {ids[0]: True, ids[1]: False, ids[2]: False, ids[3]: False}
+    # right draft: accept; wrong + strong right: reject; wrong + strong wrong: accept (nothing to
+    # gain); wrong + strong unknown: no label
+    assert deferral_labels(right, correct) == {ids[0]: True, ids[1]: False, ids[2]: True}
+
+
+def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, capsys):
+    from spec_tool_node.verifiers.probe import ProbeVerifier
+
+    base = tmp_path / "tiny"
+    tiny_model.save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    examples = _examples(16)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    drafts = tmp_path / "drafts.jsonl"
+    drafts.write_text(
+        "".join(
+            json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
+            + "\n"
+            for e, d in _items(examples)
+        )
+    )
+    out = tmp_path / "probe"
+    argv = [
+        "train", "verifier", "--method", "probe", "--base", str(base), "--data", str(data),
+        "--drafts", str(drafts), "--out", str(out), "--layers", "1,1+2", "--poolings",
+        "mean,values", "--C", "0.1", "--folds", "4", "--precision", "0.9",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "probe on 16 drafts (8 to accept)" in printed and "cross-validated AUROC" in printed
+    rows = json.loads((out / "validation.json").read_text())
+    assert {(tuple(r["layers"]), r["pooling"]) for r in rows} == {
+        ((1,), "mean"),
+        ((1, 2), "mean"),
+        ((1,), "values"),
+        ((1, 2), "values"),
+    }
+    head = ProbeHead.load(out)
+    assert head.base_model == str(base) and head.threshold is not None
+    # the verifier the folder describes scores the drafts: right above wrong
+    verifier = ProbeVerifier.from_pretrained(out)
+    from langchain_core.messages import convert_to_messages
+
+    from spec_tool_node.actions import action_from_canonical
+
+    e = examples[0]
+    good, bad = verifier.score_batch(
+        convert_to_messages(e.messages),
+        [t["function"] for t in TOOLS],
+        [action_from_canonical(_draft("Paris")), action_from_canonical(_draft("Rome"))],
+    )
+    assert good.p_accept > bad.p_accept
+    # a rerun reads the cached features: no model load is needed for them
+    assert main(argv) == 0 and len(list((out / "features").glob("part-*.npz"))) == 1
+
+
+def test_probe_method_needs_drafts(tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    data.write_text(_examples(1)[0].model_dump_json() + "\n")
+    argv = ["train", "verifier", "--method", "probe", "--base", "x", "--data", str(data)]
+    assert main([*argv, "--out", str(tmp_path / "p")]) == 2
+    assert "--method probe needs --drafts" in capsys.readouterr().err
