@@ -16,6 +16,7 @@ from spec_tool_node.cli import build_parser, main
         ["train", "verifier"],
         ["train", "mine"],
         ["train", "probe"],
+        ["train", "calibrate"],
         ["data", "bfcl"],
         ["data", "chat-logs"],
         ["bundle"],

@@ -206,3 +206,53 @@ def test_probe_method_needs_drafts(tmp_path, capsys):
     argv = ["train", "verifier", "--method", "probe", "--base", "x", "--data", str(data)]
     assert main([*argv, "--out", str(tmp_path / "p")]) == 2
     assert "--method probe needs --drafts" in capsys.readouterr().err
+
+
+def test_calibrate_writes_the_threshold_from_logged_decisions(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+
+    base = tmp_path / "tiny"
+    tiny_model.save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    hidden = tiny_model.config.hidden_size
+    rng = np.random.default_rng(0)
+    head = ProbeHead(
+        str(base), [2], "mean", np.zeros(hidden), np.ones(hidden),
+        [rng.normal(size=(hidden, 1))], [np.zeros(1)],
+    )  # fmt: skip
+    head.save(tmp_path / "head")
+    config = CascadeConfig(
+        mode="D", threshold=0.5, verifier=ModelSpec(model=str(base), adapter=str(tmp_path / "head"))
+    )
+    bundle = Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    examples = _examples(6)
+    # two decisions after an earlier tool call: multi-turn
+    for e in examples[4:]:
+        e.messages = [
+            *e.messages,
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "rain"},
+        ]  # fmt: skip
+    data = tmp_path / "decisions.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    drafts = tmp_path / "drafts.jsonl"
+    drafts.write_text(
+        "".join(
+            json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
+            + "\n"
+            for e, d in _items(examples)
+        )
+    )
+    argv = ["train", "calibrate", "--bundle", str(bundle), "--data", str(data), "--drafts",
+            str(drafts), "--accept-rate", "0.5", "--write"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| single-turn | 4 | 2 |" in out and "| multi-turn | 2 | 1 |" in out
+    assert "| all | 6 | 3 |" in out and "written to" in out
+    threshold = json.loads((bundle / "cascade.json").read_text())["threshold"]
+    assert threshold != 0.5 and Bundle.from_pretrained(bundle).config.threshold == threshold

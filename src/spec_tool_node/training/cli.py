@@ -270,6 +270,69 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multi_turn(example: Any) -> bool:
+    """A decision after earlier agent turns (an assistant or tool message in its context)."""
+    return any(m.get("role") in ("assistant", "tool") for m in example.messages)
+
+
+def train_calibrate_cmd(args: argparse.Namespace) -> int:
+    from langchain_core.messages import convert_to_messages
+
+    from spec_tool_node.actions import action_from_canonical
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.training.data import load_draft_cache
+    from spec_tool_node.training.verifier import calibrate, precision_recall
+    from spec_tool_node.verifiers.probe import load_verifier
+
+    config_path = args.bundle / "cascade.json"
+    spec = Bundle.from_pretrained(args.bundle).config.verifier
+    if spec is None:
+        print(f"error: bundle {args.bundle} has no verifier to calibrate", file=sys.stderr)
+        return 2
+    examples = {e.id: e for e in _examples(args.data, args.on_error, args.limit)}
+    drafts = {
+        i: r for i, r in load_draft_cache(args.drafts).items() if r.get("valid") and i in examples
+    }
+    if not drafts:
+        print(f"error: no valid drafts of {args.data} in {args.drafts}", file=sys.stderr)
+        return 2
+    verifier = load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
+    scored = {}
+    for i, r in drafts.items():
+        e = examples[i]
+        tools = [t.get("function", t) for t in e.tools]
+        draft = action_from_canonical(r["draft"])
+        scored[i] = verifier.score(convert_to_messages(e.messages), tools, draft).p_accept
+    kinds = {"single-turn": False, "multi-turn": True}
+    thresholds = {}
+    print("| decisions | drafts | right | threshold | precision | recall | accept rate |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind, multi in [*kinds.items(), ("all", None)]:
+        ids = [i for i in scored if multi is None or _multi_turn(examples[i]) == multi]
+        if not ids:
+            continue
+        scores = [scored[i] for i in ids]
+        labels = [bool(drafts[i].get("right")) for i in ids]
+        t = calibrate(scores, labels, precision=args.precision, accept_rate=args.accept_rate)
+        precision, recall = precision_recall(scores, labels, t)
+        accepted = sum(s >= t for s in scores) / len(scores)
+        thresholds[kind] = t
+        print(
+            f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
+            f"| {accepted:.0%} |"
+        )
+    chosen = thresholds.get(args.decisions)
+    if chosen is None:
+        print(f"error: no {args.decisions} decisions among the drafts", file=sys.stderr)
+        return 2
+    if args.write:
+        raw = json.loads(config_path.read_text())
+        raw["threshold"] = round(min(max(chosen, 0.0), 1.0), 6)
+        config_path.write_text(json.dumps(raw, indent=2) + "\n")
+        print(f"threshold {raw['threshold']} ({args.decisions} decisions) written to {config_path}")
+    return 0
+
+
 def train_probe_cmd(args: argparse.Namespace) -> int:
     import torch
 
@@ -418,6 +481,31 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _lora_options(p)
     _probe_options(p)
     p.set_defaults(func=train_verifier_cmd)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="set a bundle's accept threshold from your own logged decisions: score the "
+        "proposer's drafts with the bundle's verifier and reach a target precision or accept rate",
+    )
+    common(p)
+    p.add_argument("--bundle", type=Path, required=True, help="bundle folder to calibrate")
+    p.add_argument(
+        "--drafts",
+        type=Path,
+        required=True,
+        help="the proposer's drafts on --data, from `train mine` (their `right` is the label)",
+    )
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--precision", type=float, help="lowest threshold reaching this precision")
+    target.add_argument("--accept-rate", type=float, help="threshold accepting this share")
+    p.add_argument(
+        "--decisions",
+        choices=["all", "single-turn", "multi-turn"],
+        default="all",
+        help="which decisions set the written threshold (each kind is reported)",
+    )
+    p.add_argument("--write", action="store_true", help="write the threshold into the bundle")
+    p.set_defaults(func=train_calibrate_cmd)
 
     p = sub.add_parser(
         "probe", help="logistic probe on the proposer's hidden state of its draft (mode G)"
