@@ -49,6 +49,18 @@ def models_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_config(args: argparse.Namespace) -> int:
+    from spec_tool_node.serving import serve_plan
+
+    ports = {"proposer": args.proposer_port, "strong": args.strong_port}
+    ports["verifier"] = args.verifier_port
+    plan = serve_plan(
+        args.bundle, host=args.host, bind=args.bind, draft_tokens=args.draft_tokens, ports=ports
+    )
+    print(plan.render())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spec-tool-node",
@@ -78,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="asset name")
     p.set_defaults(func=models_gguf)
+
+    p = commands.add_parser(
+        "serve-config",
+        help="print the vLLM launch commands for a bundle's models (proposer with its LoRA, "
+        "strong model with the proposer as speculative draft model, verifier) and the "
+        "CascadeConfig that points the node at them",
+    )
+    p.add_argument("bundle", help="bundle folder (cascade.json plus adapters)")
+    p.add_argument("--host", default="localhost", help="host name clients reach the servers at")
+    p.add_argument("--bind", default="0.0.0.0", help="address the servers listen on")
+    p.add_argument(
+        "--draft-tokens", type=int, default=5, help="draft tokens per step on the strong server"
+    )
+    p.add_argument("--proposer-port", type=int, default=8001, help="proposer server port")
+    p.add_argument("--strong-port", type=int, default=8002, help="strong server port")
+    p.add_argument("--verifier-port", type=int, default=8003, help="verifier server port")
+    p.set_defaults(func=serve_config)
 
     from spec_tool_node.training.cli import add_commands
 

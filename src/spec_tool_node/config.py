@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from spec_tool_node.costs import CostModel
 from spec_tool_node.modes import mode_letter
@@ -25,6 +32,16 @@ class ModelSpec(BaseModel):
     adapter: str | None = None
     max_length: int | None = Field(default=None, ge=1)
     """For a verifier: the prompt length it was trained on; longer prompts are cut the same way."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (vLLM, llama.cpp) serving ``model`` under that name: the node
+    then calls the server through langchain-openai instead of loading weights (the server applies
+    any adapter, so ``adapter`` stays empty)."""
+
+    @model_validator(mode="after")
+    def _served_or_local(self) -> Self:
+        if self.base_url and self.adapter:
+            raise ValueError("a served model (base_url) takes no adapter: the server applies it")
+        return self
 
 
 class CascadeConfig(BaseModel):

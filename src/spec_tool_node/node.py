@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
@@ -36,9 +36,6 @@ from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
-
-if TYPE_CHECKING:
-    from spec_tool_node.chat_models.hf import HFChatModel
 
 STREAM_KEY = "spec_tool_node"
 """Key of the decision events on LangGraph's custom stream."""
@@ -172,25 +169,37 @@ class SpeculativeActionNode(RunnableCallable):
     ) -> SpeculativeActionNode:
         """Build the node from a bundle folder (config, adapters): local models, trained verifier.
 
-        Extra keyword arguments (``safety``, ``system_prompt``, ...) go to the constructor.
+        A model spec with a ``base_url`` is called on its server (see ``spec-tool-node
+        serve-config``) instead of being loaded. Extra keyword arguments (``safety``,
+        ``system_prompt``, ...) go to the constructor.
         """
-        from spec_tool_node.chat_models.hf import HFChatModel  # local models need torch
-        from spec_tool_node.verifiers.trained import TrainedVerifier
+        from spec_tool_node.chat_models.parsed import openai_compatible  # no torch, no client yet
 
         config = Bundle.from_pretrained(directory).config
 
-        def chat(spec: ModelSpec | None) -> HFChatModel | None:
-            return HFChatModel(model=spec.model, adapter=spec.adapter) if spec else None
+        def chat(spec: ModelSpec | None) -> BaseChatModel | None:
+            if spec is None:
+                return None
+            if spec.base_url:
+                return openai_compatible(spec.base_url, spec.model)
+            from spec_tool_node.chat_models.hf import HFChatModel  # local models need torch
 
-        verifier = (
-            TrainedVerifier(
+            return HFChatModel(model=spec.model, adapter=spec.adapter)
+
+        verifier: Verifier | None = None
+        if config.verifier and config.verifier.base_url:
+            from spec_tool_node.verifiers.served import ServedVerifier
+
+            spec = config.verifier
+            verifier = ServedVerifier(openai_compatible(spec.base_url, spec.model))
+        elif config.verifier:
+            from spec_tool_node.verifiers.trained import TrainedVerifier
+
+            verifier = TrainedVerifier(
                 model=config.verifier.model,
                 adapter=config.verifier.adapter,
                 max_length=config.verifier.max_length,
             )
-            if config.verifier
-            else None
-        )
         return cls(
             proposer=chat(config.proposer),
             strong=chat(config.strong),

@@ -16,6 +16,7 @@ other field of the wrapped model's message are kept.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -136,3 +137,23 @@ class ParsedToolCalls(BaseChatModel):
 def with_parsed_tool_calls(chat_model: BaseChatModel) -> ParsedToolCalls:
     """Wrap ``chat_model`` so tool calls written as reply text become ``AIMessage.tool_calls``."""
     return ParsedToolCalls(chat_model=chat_model)
+
+
+def openai_compatible(base_url: str, model: str, **kwargs: Any) -> ParsedToolCalls:
+    """A model on an OpenAI-compatible server (vLLM, llama.cpp), its text tool calls parsed.
+
+    ``kwargs`` go to ``ChatOpenAI`` (``temperature``, ``max_tokens``, ...). The API key is
+    ``$OPENAI_API_KEY`` when set; servers started without a key accept any.
+
+    Raises:
+        ImportError: langchain-openai is not installed (it is in the ``remote`` extra).
+    """
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as e:
+        raise ImportError(
+            "served models need langchain-openai: pip install 'spec-tool-node[remote]'"
+        ) from e
+    kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY", "EMPTY"))
+    kwargs.setdefault("temperature", 0)
+    return with_parsed_tool_calls(ChatOpenAI(base_url=base_url, model=model, **kwargs))
