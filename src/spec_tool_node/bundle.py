@@ -3,7 +3,7 @@
     bundle/
       cascade.json          CascadeConfig; adapter paths relative to the folder
       adapters/proposer/    peft adapters (any of proposer, strong, verifier)
-      adapters/verifier/
+      adapters/verifier/    (or a probe: probe.json + head.safetensors, read by ProbeVerifier)
       probe.pt              optional hidden-state probe (mode G)
       card.json, README.md  base models, data, split, steps and measured metrics
 

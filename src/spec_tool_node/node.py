@@ -192,12 +192,12 @@ class SpeculativeActionNode(RunnableCallable):
 
             spec = config.verifier
             verifier = ServedVerifier(openai_compatible(spec.base_url, spec.model))
-        elif config.verifier:
-            from spec_tool_node.verifiers.trained import TrainedVerifier
+        elif config.verifier:  # a probe folder or a LoRA adapter
+            from spec_tool_node.verifiers.probe import load_verifier
 
-            verifier = TrainedVerifier(
-                model=config.verifier.model,
-                adapter=config.verifier.adapter,
+            verifier = load_verifier(
+                config.verifier.model,
+                config.verifier.adapter,
                 max_length=config.verifier.max_length,
             )
         return cls(

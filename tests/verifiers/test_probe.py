@@ -177,3 +177,35 @@ def test_empty_batch_and_bad_max_length(tiny_model, tiny_tokenizer):
     assert verifier.score_batch(CONTEXT, [TOOL], []) == []
     with pytest.raises(ValueError, match="max_length"):
         ProbeVerifier(_head(64, [1]), loaded=(tiny_model, tiny_tokenizer), max_length=0)
+
+
+def test_a_bundle_with_a_probe_builds_a_node_with_the_probe_verifier(
+    tiny_model, tiny_tokenizer, tmp_path
+):
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+    from spec_tool_node.node import SpeculativeActionNode
+    from spec_tool_node.verifiers import load_verifier
+
+    base = tmp_path / "tiny"
+    tiny_model.save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    head = _head(tiny_model.config.hidden_size, [1], "values")
+    head.save(tmp_path / "probe")
+    config = CascadeConfig(
+        mode="D",
+        proposer=ModelSpec(model=str(base)),
+        strong=ModelSpec(model=str(base)),
+        verifier=ModelSpec(model=str(base), adapter=str(tmp_path / "probe")),
+    )
+    Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "adapters" / "verifier" / "head.safetensors").is_file()
+    node = SpeculativeActionNode.from_pretrained(tmp_path / "bundle", tools=[TOOL])
+    assert isinstance(node.verifier, ProbeVerifier)
+    direct = ProbeVerifier(head, loaded=(tiny_model, tiny_tokenizer))
+    assert node.verifier.score(CONTEXT, [TOOL], RIGHT).p_accept == pytest.approx(
+        direct.score(CONTEXT, [TOOL], RIGHT).p_accept, abs=1e-6
+    )
+    # a folder that is not a probe is a LoRA adapter: the trained verifier is built for it
+    with pytest.raises(ValueError, match="adapter"):
+        load_verifier(str(base), str(tmp_path / "missing"))

@@ -196,12 +196,12 @@ class _LazyModels:
             if spec is None:
                 return None
             print(f"loading {role}: {spec.model}" + (f" + {spec.adapter}" if spec.adapter else ""))
-            if role == "verifier":
-                from spec_tool_node.verifiers.trained import TrainedVerifier
+            if role == "verifier":  # a probe folder or a LoRA adapter
+                from spec_tool_node.verifiers.probe import load_verifier
 
-                self._loaded[role] = TrainedVerifier(
-                    model=spec.model,
-                    adapter=spec.adapter,
+                self._loaded[role] = load_verifier(
+                    spec.model,
+                    spec.adapter,
                     dtype=self.args.dtype,
                     device=self.args.device,
                     max_length=spec.max_length,
