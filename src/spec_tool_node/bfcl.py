@@ -76,6 +76,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.examples import Example, tool_name
 
 BFCL_INSTALL_HINT = "pip install --no-deps bfcl-eval==2026.3.23"
@@ -138,11 +139,11 @@ _SCHEMA_KEYS = ("items", "additionalProperties", "not", "contains")
 _SCHEMA_LIST_KEYS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 
-class BFCLNotInstalledError(ImportError):
+class BFCLNotInstalledError(SpecToolNodeError, ImportError):
     """``bfcl_eval`` is not importable."""
 
 
-class BFCLDataError(ValueError):
+class BFCLDataError(SpecToolNodeError, ValueError):
     """A BFCL task whose data contradicts itself (reported and skipped by the loaders)."""
 
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from spec_tool_node import assets
-from spec_tool_node.examples import ExampleError, TemplateError
+from spec_tool_node.errors import SpecToolNodeError
 
 
 def _names(requested: Sequence[str]) -> list[str]:
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (assets.AssetError, ExampleError, TemplateError, FileNotFoundError) as e:
+    except (SpecToolNodeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

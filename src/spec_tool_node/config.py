@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from spec_tool_node.costs import CostModel
+from spec_tool_node.errors import ConfigError
 from spec_tool_node.modes import mode_letter
 
 
@@ -92,11 +93,11 @@ class CascadeConfig(BaseModel):
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON: {e}") from e
+            raise ConfigError(f"{path}: not valid JSON: {e}") from e
         try:
             config = cls.model_validate(data)
         except ValidationError as e:
-            raise ValueError(f"{path}: invalid cascade config:\n{e}") from e
+            raise ConfigError(f"{path}: invalid cascade config:\n{e}") from e
         if config.safety and not Path(config.safety).is_absolute():
             config.safety = str(path.parent / config.safety)
         return config

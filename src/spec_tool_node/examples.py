@@ -22,16 +22,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from spec_tool_node.errors import SpecToolNodeError
+
 GoldCall = dict[str, dict[str, list[Any]]]
 """One expected call: ``{tool_name: {arg: [acceptable values]}}``; ``""`` among the values means
 the argument may be omitted (BFCL's convention)."""
 
 
-class ExampleError(ValueError):
+class ExampleError(SpecToolNodeError, ValueError):
     """A bad example or a bad line in an example file."""
 
 
-class TemplateError(ValueError):
+class TemplateError(SpecToolNodeError, ValueError):
     """A chat template cannot render the examples the way inference will see them."""
 
 

@@ -54,6 +54,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from spec_tool_node.actions import Action, BlockedAction, ToolCall, ToolCallsAction
+from spec_tool_node.errors import SpecToolNodeError
 
 Operator = Literal[
     "eq", "ne", "gt", "ge", "lt", "le", "regex", "in", "not_in", "exists", "missing", "contains"
@@ -73,7 +74,7 @@ _MISSING = object()
 _PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
-class SafetyPolicyError(ValueError):
+class SafetyPolicyError(SpecToolNodeError, ValueError):
     """A policy that cannot be loaded; the message names the file, the rule and the field."""
 
 

@@ -8,6 +8,11 @@ from typing import Any
 import torch
 
 from spec_tool_node import assets
+from spec_tool_node.errors import SpecToolNodeError
+
+
+class ModelLoadError(SpecToolNodeError, ValueError):
+    """A model or adapter that cannot be found under any of the names tried."""
 
 
 def load_pretrained(
@@ -20,7 +25,8 @@ def load_pretrained(
     """Load (model, tokenizer) from an asset name, a local folder or a hub id, plus a peft adapter.
 
     Raises:
-        ValueError: ``name`` is none of the three, naming what was tried.
+        ModelLoadError: ``name`` is none of the three (naming what was tried), or the adapter
+            folder does not exist.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -33,7 +39,7 @@ def load_pretrained(
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     except OSError as e:
         known = ", ".join(sorted(assets.ASSETS))
-        raise ValueError(
+        raise ModelLoadError(
             f"could not load model {name!r}: it is not an offline asset ({known}), not a local "
             f"folder, and loading it as a hub id failed: {e}"
         ) from e
@@ -41,7 +47,7 @@ def load_pretrained(
         from peft import PeftModel
 
         if not Path(adapter).exists():
-            raise ValueError(f"adapter folder {str(adapter)!r} does not exist")
+            raise ModelLoadError(f"adapter folder {str(adapter)!r} does not exist")
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()

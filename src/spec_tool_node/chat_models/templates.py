@@ -28,6 +28,7 @@ from langchain_core.messages import (
 )
 
 from spec_tool_node.chat_models.parsing import ParsedReply, parse_reply, parse_template_response
+from spec_tool_node.errors import SpecToolNodeError
 
 FALLBACK_TOOL_PROMPT = (
     "You can call the following tools. To call one, reply with only\n"
@@ -191,7 +192,7 @@ def render_prompt(
     )
 
 
-class ReplyRenderError(ValueError):
+class ReplyRenderError(SpecToolNodeError, ValueError):
     """The template renders an answered conversation that does not extend its inference prompt."""
 
 

@@ -266,11 +266,9 @@ def _command(args: argparse.Namespace) -> str:
 
 def eval_cmd(args: argparse.Namespace) -> int:
     """Run the whole evaluation; exit 2 on bad input, with a message naming the problem."""
-    from spec_tool_node.evaluation.collector import CacheMissingError
-
     try:
         return _run(args)
-    except (DatasetError, CacheMissingError) as e:
+    except SpecToolNodeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -48,6 +48,7 @@ from spec_tool_node.actions import (
     validate_action,
 )
 from spec_tool_node.config import CascadeConfig
+from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.examples import Example
 from spec_tool_node.modes import MODES, mode_letter
 from spec_tool_node.training.data import load_draft_cache
@@ -58,7 +59,7 @@ ROLES = ("proposer", "samples", "verifier", "judge", "strong")
 """The cache files of one configuration."""
 
 
-class CacheMissingError(LookupError):
+class CacheMissingError(SpecToolNodeError, LookupError):
     """The cache lacks an output the simulation needs (and no model was given to compute it)."""
 
 
