@@ -57,6 +57,7 @@ def reply(message: Any, wall: float, tools: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": record["output_tokens"],
         "wall_s": wall,
         **({"lossless": metadata["lossless"]} if "lossless" in metadata else {}),
+        **({"logprobs": metadata["logprobs"]["content"]} if "logprobs" in metadata else {}),
     }
 
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(done)} done, {len(todo)} to do", flush=True)
     if not todo:
         return
-    options = {"max_new_tokens": args.max_new_tokens, "prefix_cache": 0}
+    options = {"max_new_tokens": args.max_new_tokens, "prefix_cache": 0, "float32_logits": True}
     proposer = HFChatModel(model=PROPOSER, **options)
     strong = HFChatModel(model=STRONG, **options)
     with out.open("a", encoding="utf-8") as sink:
@@ -108,7 +109,8 @@ def measure(ex: Any, proposer: HFChatModel, strong: HFChatModel, a_first: bool) 
     context = context_of(ex)
     tools = tool_schemas(ex.tools)
     tool_list = [{"type": "function", "function": f} for f in tools.values()]
-    draft, draft_wall = timed(partial(proposer.bind_tools(tool_list).invoke, context))
+    drafting = proposer.bind_tools(tool_list).bind(return_logprobs=True)  # for mode G
+    draft, draft_wall = timed(partial(drafting.invoke, context))
     mode_a = partial(strong.bind_tools(tool_list).invoke, context)
     mode_f = partial(strong.continue_draft, context, draft, tool_list)
     walls: dict[str, tuple[Any, float]] = {}

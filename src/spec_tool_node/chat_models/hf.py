@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from spec_tool_node.chat_models.loading import load_pretrained
-from spec_tool_node.chat_models.speculative import Continuation, continue_draft
+from spec_tool_node.chat_models.speculative import (
+    Continuation,
+    continue_draft,
+    float32_logits,
+    generate_batch,
+)
 from spec_tool_node.chat_models.templates import (
     FALLBACK_TOOL_PROMPT,
     TOOL_CHOICE_HINT,
@@ -84,6 +90,11 @@ _GEN_OPTIONS = (
     "return_logprobs",
     "return_hidden_state",
 )
+
+
+def _key(opts: dict[str, Any], stop: list[str] | None) -> str:
+    """The options a precomputed reply was generated with, as a lookup key."""
+    return json.dumps([sorted(opts.items()), stop], default=str)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -135,6 +146,12 @@ class HFChatModel(BaseChatModel):
             prompt extends its last one (reply and tool result appended), so a single-reply call
             prefills only the tokens after the longest cached prefix; ``0`` turns it off. The
             reused count is in ``usage_metadata["input_token_details"]["cache_read"]``.
+        batch_size: prompts per left-padded ``generate`` in :meth:`batch`, :meth:`abatch` and
+            :meth:`generate_many` (``1`` decodes one prompt at a time).
+        float32_logits: compute the logits in float32 (the rest of the model keeps ``dtype``).
+            bfloat16 logits are so coarse that greedy choices often tie; with ties, a draft
+            checked in one pass (:meth:`continue_draft`) can pick another token than generation
+            one token at a time would. Costs one float32 copy of the output layer.
         loaded: an already-loaded ``(model, tokenizer)`` pair used instead of loading ``model``.
 
     Every option except the loading ones can be overridden per call (``model.invoke(m, n=3,
@@ -155,6 +172,8 @@ class HFChatModel(BaseChatModel):
     dtype: str = "bfloat16"
     device: str | None = None
     prefix_cache: int = Field(default=4, ge=0)
+    float32_logits: bool = False
+    batch_size: int = Field(default=8, ge=1)
 
     loaded: tuple[Any, Any] | None = Field(default=None, exclude=True, repr=False)
     """An already-loaded ``(model, tokenizer)`` pair; skips loading (tests, custom loading)."""
@@ -162,6 +181,8 @@ class HFChatModel(BaseChatModel):
     _hf_model: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _ready: dict[tuple[str, str], list[ChatResult]] = PrivateAttr(default_factory=dict)
+    """Replies a batch call computed, by prompt and options, for its invokes to pick up."""
     _end_token_ids: list[int] = PrivateAttr(default_factory=list)
     _prefixes: list[tuple[list[int], Any]] = PrivateAttr(default_factory=list)
     """(token ids, key/value cache over exactly those ids), most recent last."""
@@ -175,6 +196,8 @@ class HFChatModel(BaseChatModel):
             self._hf_model, self._tokenizer = load_pretrained(
                 self.model, self.adapter, dtype=self.dtype, device=self.device
             )
+        if self.float32_logits:
+            float32_logits(self._hf_model)
         self._end_token_ids = self._end_ids()  # once: it scans the whole vocabulary
 
     @property
@@ -255,25 +278,14 @@ class HFChatModel(BaseChatModel):
         opts = self._options(kwargs)
         tools = kwargs.get("tools")
         prompt = self._prompt(messages, tools, kwargs.get("tool_choice"))
+        with self._lock:
+            ready = self._ready.get((prompt, _key(opts, stop)))
+            if ready:
+                return ready.pop()
         tokenizer, model = self._tokenizer, self._hf_model
         enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         end_ids = self._end_token_ids
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": opts["max_new_tokens"],
-            "do_sample": opts["do_sample"],
-            "num_return_sequences": opts["n"],
-            "eos_token_id": end_ids,
-            "pad_token_id": tokenizer.pad_token_id,
-            "return_dict_in_generate": True,
-            "output_logits": opts["return_logprobs"],
-            "output_hidden_states": opts["return_hidden_state"],
-        }
-        if opts["do_sample"]:
-            gen_kwargs.update(temperature=opts["temperature"], top_p=opts["top_p"], top_k=0)
-        else:  # make greedy explicit whatever the checkpoint's generation_config says
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop:
-            gen_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+        gen_kwargs = self._gen_kwargs(opts, stop)
         single = opts["n"] == 1 and self.prefix_cache > 0
         with self._lock, torch.inference_mode():
             reused = self._reuse_prefix(enc["input_ids"][0].tolist(), gen_kwargs) if single else 0
@@ -293,6 +305,194 @@ class HFChatModel(BaseChatModel):
         return ChatResult(
             generations=generations, llm_output={"model_name": self.model, "token_usage": usage}
         )
+
+    def _gen_kwargs(self, opts: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
+        """``generate`` options for one call: budget, decoding, end tokens, signals to return."""
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": opts["max_new_tokens"],
+            "do_sample": opts["do_sample"],
+            "num_return_sequences": opts["n"],
+            "eos_token_id": self._end_token_ids,
+            "pad_token_id": self._tokenizer.pad_token_id,
+            "return_dict_in_generate": True,
+            "output_logits": opts["return_logprobs"],
+            "output_hidden_states": opts["return_hidden_state"],
+        }
+        if opts["do_sample"]:
+            gen_kwargs.update(temperature=opts["temperature"], top_p=opts["top_p"], top_k=0)
+        else:  # make greedy explicit whatever the checkpoint's generation_config says
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            gen_kwargs.update(stop_strings=stop, tokenizer=self._tokenizer)
+        return gen_kwargs
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def invoke_many(
+        self,
+        conversations: Sequence[Sequence[BaseMessage]],
+        tool_sets: Sequence[Sequence[Any] | None] | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """:meth:`generate_many`'s replies as the AIMessages ``invoke`` would return (no
+        callbacks run: for LangChain's batch semantics use :meth:`batch`)."""
+        results = self.generate_many(conversations, tool_sets, stop=stop, **kwargs)
+        return [
+            g.message.model_copy(
+                update={"response_metadata": {**g.generation_info, **g.message.response_metadata}}
+            )
+            for g in (r.generations[0] for r in results)
+        ]
+
+    def generate_many(
+        self,
+        conversations: Sequence[Sequence[BaseMessage]],
+        tool_sets: Sequence[Sequence[Any] | None] | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[ChatResult]:
+        """Replies to several conversations, ``batch_size`` prompts per left-padded ``generate``.
+
+        Each conversation may bind its own tools (``tool_sets[i]``, as ``bind_tools`` takes
+        them); without ``tool_sets``, every conversation gets the ``tools`` option.
+        Left padding puts every prompt's last token in the last column and the attention mask
+        hides the padding, so each reply is what the prompt alone gets (greedy replies up to
+        floating-point near-ties, see :mod:`spec_tool_node.chat_models.speculative`). A batch
+        decodes until its longest reply ends, so prompts of similar length batch best. One
+        reply per conversation (``n`` is 1); the prefix cache is not used.
+        """
+        opts = self._options({k: v for k, v in kwargs.items() if k != "tools"})
+        if opts["n"] != 1:
+            raise ValueError("generate_many writes one reply per conversation (n=1)")
+        tool_lists = (
+            list(tool_sets) if tool_sets is not None else [kwargs.get("tools")] * len(conversations)
+        )
+        formatted = [[convert_to_openai_tool(t) for t in ts] if ts else None for ts in tool_lists]
+        prompts = [
+            self._prompt(list(messages), ts, kwargs.get("tool_choice"))
+            for messages, ts in zip(conversations, formatted, strict=True)
+        ]
+        results: list[ChatResult] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = list(range(start, min(start + self.batch_size, len(prompts))))
+            results += self._generate_chunk(
+                [prompts[i] for i in chunk], [formatted[i] for i in chunk], opts, stop
+            )
+        return results
+
+    def _generate_chunk(
+        self,
+        prompts: list[str],
+        tools: list[list[dict[str, Any]] | None],
+        opts: dict[str, Any],
+        stop: list[str] | None,
+    ) -> list[ChatResult]:
+        ids = [self._tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        given = ("max_new_tokens", "eos_token_id", "return_dict_in_generate")
+        gen_kwargs = {k: v for k, v in self._gen_kwargs(opts, stop).items() if k not in given}
+        with self._lock:
+            out, width = generate_batch(
+                self._hf_model,
+                self._tokenizer,
+                ids,
+                max_new_tokens=opts["max_new_tokens"],
+                end_ids=self._end_token_ids,
+                **gen_kwargs,
+            )
+        results = []
+        for row, (prompt, row_tools) in enumerate(zip(prompts, tools, strict=True)):
+            generation = self._to_generation(
+                out,
+                row,
+                prompt,
+                len(ids[row]),
+                0,
+                self._end_token_ids,
+                stop,
+                row_tools,
+                opts,
+                start=width,
+            )
+            usage = {
+                "input_tokens": len(ids[row]),
+                "output_tokens": generation.message.usage_metadata["output_tokens"],
+                "cache_read": 0,
+            }
+            results.append(
+                ChatResult(
+                    generations=[generation],
+                    llm_output={"model_name": self.model, "token_usage": usage},
+                )
+            )
+        return results
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: Any = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Reply to ``inputs`` in left-padded batches (see :meth:`generate_many`).
+
+        The replies are computed first, then each input goes through ``invoke`` as usual and
+        gets its precomputed reply, so callbacks, tracing and usage counting see one call per
+        input exactly as before.
+        """
+        keys = self._precompute(inputs, kwargs)
+        try:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        finally:
+            self._forget(keys)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: Any = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """:meth:`batch` on the async path (the batches run in a worker thread)."""
+        keys = await asyncio.to_thread(self._precompute, inputs, kwargs)
+        try:
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        finally:
+            self._forget(keys)
+
+    def _precompute(
+        self, inputs: list[LanguageModelInput], kwargs: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Generate the replies of a batch call and keep them for the invokes that follow;
+        returns their keys."""
+        calls = {k: v for k, v in kwargs.items() if k != "stop"}
+        opts = self._options(calls)
+        if len(inputs) < 2 or opts["n"] != 1 or self.batch_size < 2:
+            return []  # nothing to batch: each invoke generates as usual
+        conversations = [self._convert_input(i).to_messages() for i in inputs]
+        stop = kwargs.get("stop")
+        replies = self.generate_many(conversations, stop=stop, **calls)
+        tools = kwargs.get("tools")
+        keys = [
+            (self._prompt(messages, tools, kwargs.get("tool_choice")), _key(opts, stop))
+            for messages in conversations
+        ]
+        with self._lock:
+            for key, reply in zip(keys, replies, strict=True):
+                self._ready.setdefault(key, []).append(reply)
+        return keys
+
+    def _forget(self, keys: list[tuple[str, str]]) -> None:
+        """Drop precomputed replies no invoke picked up (an input that failed early)."""
+        with self._lock:
+            for key in keys:
+                self._ready.pop(key, None)
 
     def _reuse_prefix(self, ids: list[int], gen_kwargs: dict[str, Any]) -> int:
         """Start generation from the cached conversation sharing the longest prefix with ``ids``.
@@ -337,8 +537,11 @@ class HFChatModel(BaseChatModel):
         stop: list[str] | None,
         tools: list[dict[str, Any]] | None,
         opts: dict[str, Any],
+        start: int | None = None,
     ) -> ChatGeneration:
-        generated = out.sequences[row, prompt_len:].tolist()
+        """Row ``row`` of ``out`` as a reply; its tokens begin at column ``start`` (default
+        ``prompt_len``; the padded width in a left-padded batch)."""
+        generated = out.sequences[row, prompt_len if start is None else start :].tolist()
         length = next((i + 1 for i, t in enumerate(generated) if t in end_ids), len(generated))
         hit_end = length <= len(generated) and bool(generated) and generated[length - 1] in end_ids
         body = generated[: length - 1] if hit_end else generated[:length]

@@ -242,3 +242,24 @@ def cut_at_end(tokens: Sequence[int], end_ids: Sequence[int]) -> list[int]:
     tokens = list(tokens)
     end = next((i for i, t in enumerate(tokens) if t in end_ids), None)
     return tokens if end is None else tokens[: end + 1]
+
+
+def float32_logits(model: Any) -> None:
+    """Compute ``model``'s logits in float32 from here on (its body keeps its dtype).
+
+    In bfloat16 the logits themselves are rounded to 8 significant bits: around a logit of 19
+    neighbouring values are 0.125 apart, so two candidate tokens often tie exactly, and which
+    one wins then depends on rounding noise that differs between a pass over the prompt alone
+    and a pass over prompt plus draft. Greedy choices made on float32 logits are separated by
+    their real margin. The output layer gets its own float32 weight (untied from the input
+    embedding where the two were shared) and casts its input up.
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    if head.weight.dtype == torch.float32:
+        return
+    head.weight = torch.nn.Parameter(head.weight.detach().float().clone(), requires_grad=False)
+    if getattr(head, "bias", None) is not None:
+        head.bias = torch.nn.Parameter(head.bias.detach().float().clone(), requires_grad=False)
+    head.register_forward_pre_hook(lambda _module, args: (args[0].float(), *args[1:]))
