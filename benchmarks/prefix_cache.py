@@ -24,8 +24,8 @@ import torch
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from spec_tool_node import bfcl
+from spec_tool_node.bfcl.tasks import heldout_task_ids, load_task
 from spec_tool_node.chat_models.hf import HFChatModel
-from spec_tool_node.evaluation.trajectories import heldout_task_ids, load_task
 
 
 def timed(model, messages: list[BaseMessage]):

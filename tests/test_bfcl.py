@@ -172,7 +172,7 @@ def test_train_split_is_live_and_even_multi_turn() -> None:
 
 
 def test_multi_turn_replay_of_base_0(base_0: list[Example]) -> None:
-    gt = bfcl._answers("multi_turn_base")["multi_turn_base_0"]
+    gt = bfcl.data.answers("multi_turn_base")["multi_turn_base_0"]
     assert gt[0][0] == "cd(folder='document')"
     assert len(base_0) == sum(len(t) for t in gt) + len(gt)
     assert [e.id for e in base_0][:4] == [
@@ -254,7 +254,7 @@ def test_replay_is_repeatable(base_0: list[Example]) -> None:
 
 def test_miss_func_adds_the_held_out_function_later() -> None:
     examples = bfcl.load_multi_turn("multi_turn_miss_func", ids=[1])
-    task = {t["id"]: t for t in bfcl._entries("multi_turn_miss_func")}["multi_turn_miss_func_1"]
+    task = {t["id"]: t for t in bfcl.data.entries("multi_turn_miss_func")}["multi_turn_miss_func_1"]
     ((turn, names),) = task["missed_function"].items()
     added_at = int(turn)
     for e in examples:
@@ -293,7 +293,7 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
     def missing(name: str):
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-    monkeypatch.setattr(bfcl.importlib.resources, "files", missing)
+    monkeypatch.setattr(bfcl.data.importlib.resources, "files", missing)
     with pytest.raises(bfcl.BFCLNotInstalledError, match=re.escape(bfcl.BFCL_INSTALL_HINT)):
         bfcl.data_dir()
 

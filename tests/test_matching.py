@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from spec_tool_node.actions import BlockedAction, RespondAction, ToolCall, ToolCallsAction
-from spec_tool_node.matching import match_details, matches, standardize_string
+from spec_tool_node.bfcl.matching import match_details, matches, standardize_string
 
 
 def act(*calls: tuple[str, dict[str, Any]]) -> ToolCallsAction:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from spec_tool_node.cli import build_parser, main
-from spec_tool_node.evaluation.cli import _LazyModels, load_dataset
+from spec_tool_node.evaluation.datasets import load_dataset
+from spec_tool_node.evaluation.runs import ModelPool
 from spec_tool_node.examples import write_examples
 from tests.evaluation import toy
 
@@ -72,7 +73,7 @@ def test_eval_on_a_complete_cache_loads_no_model(tmp_path, monkeypatch, capsys):
     def no_loading(self, role):
         raise AssertionError(f"tried to load the {role} model")
 
-    monkeypatch.setattr(_LazyModels, "get", no_loading)
+    monkeypatch.setattr(ModelPool, "get", no_loading)
     data, cache, out = tmp_path / "toy.jsonl", tmp_path / "cache", tmp_path / "out"
     write_examples(data, toy.examples())
     toy.write(cache)
@@ -93,7 +94,7 @@ def test_eval_on_a_complete_cache_loads_no_model(tmp_path, monkeypatch, capsys):
 
 def test_eval_live_check_agrees_with_the_simulation(tmp_path, monkeypatch, capsys):
     models = toy.lookup_models()
-    monkeypatch.setattr(_LazyModels, "get", lambda self, role: models[role])
+    monkeypatch.setattr(ModelPool, "get", lambda self, role: models[role])
     data, cache, out = tmp_path / "toy.jsonl", tmp_path / "cache", tmp_path / "out"
     write_examples(data, toy.examples())
     toy.write(cache)

@@ -17,6 +17,7 @@ from spec_tool_node.actions import (
     tool_schemas,
     validate_action,
 )
+from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.cli import main
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord
@@ -28,7 +29,8 @@ from spec_tool_node.evaluation import (
     model_key,
     simulate,
 )
-from spec_tool_node.evaluation.cli import _LazyModels, load_dataset
+from spec_tool_node.evaluation.datasets import load_dataset
+from spec_tool_node.evaluation.runs import ModelPool
 from spec_tool_node.evaluation.safety_suite import (
     load_policy,
     load_safety_suite,
@@ -37,7 +39,6 @@ from spec_tool_node.evaluation.safety_suite import (
 )
 from spec_tool_node.evaluation.simulator import is_unsafe
 from spec_tool_node.examples import Example, tool_name
-from spec_tool_node.matching import matches
 from spec_tool_node.safety import SafetyPolicy
 from tests.evaluation.fakes import write_cache
 
@@ -250,7 +251,7 @@ def test_eval_cli_on_the_safety_suite(cache, tmp_path, monkeypatch, capsys):
     def no_loading(self, role):
         raise AssertionError(f"tried to load the {role} model")
 
-    monkeypatch.setattr(_LazyModels, "get", no_loading)
+    monkeypatch.setattr(ModelPool, "get", no_loading)
     out = tmp_path / "out"
     code = main([
         "eval", "--data", "safety", "--proposer", "cheap-model", "--strong", "strong-model",

@@ -8,18 +8,16 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from spec_tool_node import bfcl
-from spec_tool_node.config import CascadeConfig
-from spec_tool_node.costs import CallRecord
-from spec_tool_node.evaluation.trajectories import (
-    MultiTurnTask,
+from spec_tool_node.bfcl.tasks import MultiTurnTask, heldout_task_ids, load_task
+from spec_tool_node.bfcl.trajectories import (
     TrajectoryResult,
-    heldout_task_ids,
-    load_task,
     run_trajectories,
     trajectory_markdown,
     trajectory_report,
     write_trajectory_report,
 )
+from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import CallRecord
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from tests.scripted import ScriptedChatModel
@@ -148,7 +146,7 @@ def test_the_step_limit_force_quits_and_fails():
 
 
 def test_an_unsafe_call_string_is_never_built_or_executed():
-    from spec_tool_node.evaluation.trajectories import call_string
+    from spec_tool_node.bfcl.environment import call_string
 
     assert call_string("cd", {"folder": "x"}) == "cd(folder='x')"
     assert call_string("cd", {"folder=open('/tmp/x','w'),y": 1}) is None
@@ -209,11 +207,11 @@ def test_report_counts_tasks_not_rows_and_splits_categories_by_mode():
 
 def test_cli_runs_trajectories_only(tmp_path, monkeypatch, capsys):
     from spec_tool_node.cli import main
-    from spec_tool_node.evaluation import cli
+    from spec_tool_node.evaluation.runs import ModelPool
 
     task = load_task(BASE)
     proposer = ScriptedChatModel(name="cheap", script=replay(task))
-    monkeypatch.setattr(cli._LazyModels, "get", lambda self, role: proposer)
+    monkeypatch.setattr(ModelPool, "get", lambda self, role: proposer)
     code = main(["eval", "--data", "bfcl-trajectories", "--trajectories", "1", "--proposer", "x",
                  "--trajectory-modes", "B", "--trajectory-categories", "multi_turn_base",
                  "--out", str(tmp_path)])  # fmt: skip
@@ -271,7 +269,7 @@ def test_a_cache_skips_finished_tasks_and_keeps_failed_runs_out(tmp_path):
 
 
 def test_a_cache_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):
-    from spec_tool_node.evaluation.trajectories import load_results
+    from spec_tool_node.bfcl.trajectories import load_results
 
     task = load_task(BASE)
     cache = tmp_path / "runs.jsonl"

@@ -181,7 +181,7 @@ def test_pairs_are_balanced_with_the_mix_reported():
         k in {"gold", "proposer_right", "proposer_wrong"} or k.startswith("corrupt_") for k in mix
     )
     for p in pairs:  # every negative really is wrong, every positive right
-        from spec_tool_node.matching import matches
+        from spec_tool_node.bfcl.matching import matches
 
         ex = next(e for e in examples if e.id == p.example_id)
         assert matches(action_from_canonical(p.draft), ex.gold) == p.accept
@@ -274,7 +274,7 @@ def test_train_lora_changes_the_adapter_weights(tmp_path, tiny_tokenizer):
 
 
 def test_gold_action_is_the_plain_call_and_resolves_nested_possible_answers():
-    from spec_tool_node.matching import matches
+    from spec_tool_node.bfcl.matching import matches
 
     tool = {
         "type": "function",

@@ -18,132 +18,31 @@ calls gets the same comparison.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.bfcl.data import MULTI_TURN_CATEGORIES
+from spec_tool_node.bfcl.trajectories import BFCL_MAX_STEPS_PER_TURN, DEFAULT_MAX_STEPS_PER_TURN
 from spec_tool_node.errors import SpecToolNodeError
-from spec_tool_node.examples import Example
-from spec_tool_node.modes import (
-    MODES,
-    UnknownModeError,
-    describe_models,
-    models_needed,
-    parse_modes,
+from spec_tool_node.evaluation.datasets import (
+    DATASETS,
+    TRAJECTORY_DATASET,
+    DatasetError,
+    load_dataset,
 )
+from spec_tool_node.evaluation.runs import ModelPool, RunSettings, require_models
+from spec_tool_node.examples import Example
+from spec_tool_node.modes import UnknownModeError, models_needed, parse_modes
 
 if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+    from spec_tool_node.bfcl.tasks import MultiTurnTask
     from spec_tool_node.node import SpeculativeActionNode
-    from spec_tool_node.safety import SafetyPolicy
-
-DATASETS = {
-    "bfcl-heldout": "BFCL v4 held-out single-turn categories (--limit applies per category)",
-    "bfcl-heldout-multi-turn": "every decision of the held-out (odd-numbered) BFCL multi-turn "
-    "tasks (--limit applies to tasks per category)",
-    "bfcl-trajectories": "held-out BFCL multi-turn tasks run live as LangGraph agents in BFCL's "
-    "environments (with --trajectories N)",
-    "safety": "the packaged safety suite: unsafe scenarios and safe look-alikes (--limit applies "
-    "to each); --policy defaults to the suite's policy.yaml; also simulated with the gate off",
-}
-"""Named datasets besides JSONL files and single BFCL categories."""
-
-
-class DatasetError(SpecToolNodeError, ValueError):
-    """An unknown dataset name, or a bad example in a dataset file."""
-
-
-def known_datasets() -> list[str]:
-    from spec_tool_node import bfcl
-
-    return [*DATASETS, *bfcl.CATEGORIES]
-
-
-def read_dataset_file(path: Path, *, on_error: str = "raise") -> list[Example]:
-    """Read a JSONL example file; a bad example is reported with its file, line and id."""
-    examples: list[Example] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                examples.append(Example.model_validate_json(line))
-            except ValidationError as e:
-                message = f"{path}:{number}: {_describe(line, e)}"
-                if on_error == "raise":
-                    raise DatasetError(message) from None
-                warnings.warn(f"skipped {message}", stacklevel=2)
-    return examples
-
-
-def _describe(line: str, error: ValidationError) -> str:
-    try:
-        example_id = json.loads(line).get("id")
-    except (json.JSONDecodeError, AttributeError):
-        example_id = None
-    problems = []
-    for err in error.errors():
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        where = ".".join(str(p) for p in err["loc"])
-        problems.append(f"{where}: {msg}" if where else msg)
-    text = "; ".join(problems)
-    if example_id is not None and repr(example_id) not in text:
-        text = f"example {example_id!r}: {text}"
-    return text
-
-
-def load_dataset(data: str, *, limit: int | None = None, on_error: str = "raise") -> list[Example]:
-    """Examples from a JSONL path, a BFCL category name or a named dataset (:data:`DATASETS`).
-
-    Raises:
-        DatasetError: the name is neither a file nor a known dataset (the known ones are
-            listed), or an example is bad (with ``on_error="raise"``).
-    """
-    path = Path(data).expanduser()
-    if path.is_file():
-        examples = read_dataset_file(path, on_error=on_error)
-        return examples[:limit] if limit else examples
-    try:
-        return _load_named(data, limit)
-    except ValidationError as e:
-        raise DatasetError(f"dataset {data!r}: {_describe('', e)}") from None
-
-
-def _load_named(data: str, limit: int | None) -> list[Example]:
-    from spec_tool_node import bfcl
-
-    if data == "bfcl-heldout":
-        return bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, limit)
-    if data == "bfcl-heldout-multi-turn":
-        return bfcl.load_split("heldout", bfcl.MULTI_TURN_CATEGORIES, limit)
-    if data == "safety":
-        from spec_tool_node.evaluation.safety_suite import load_safety_suite
-
-        return load_safety_suite(limit)
-    if data == "bfcl-trajectories":
-        raise DatasetError(
-            f"{data!r} is run live, not loaded as examples: spec-tool-node eval --data {data} "
-            "--trajectories N, or spec_tool_node.evaluation.trajectories.run_trajectories"
-        )
-    if data in bfcl.CATEGORIES:
-        examples = bfcl.load_category(data)
-        return examples[:limit] if limit else examples
-    raise DatasetError(
-        f"unknown dataset {data!r}: not a file, and not a known dataset name. "
-        f"Known: {', '.join(known_datasets())}"
-    )
-
-
-def _spec(text: str | None) -> ModelSpec | None:
-    if not text:
-        return None
-    model, _, adapter = text.partition("@")
-    return ModelSpec(model=model, adapter=adapter or None)
 
 
 def _modes(text: str) -> list[str]:
@@ -153,96 +52,8 @@ def _modes(text: str) -> list[str]:
         raise DatasetError(f"{e} (comma-separated)") from e
 
 
-def _config(args: argparse.Namespace) -> CascadeConfig:
-    if args.bundle:
-        from spec_tool_node.bundle import Bundle
-
-        config = Bundle.from_pretrained(args.bundle).config
-    else:
-        config = CascadeConfig()
-    update: dict[str, Any] = {}
-    for role in ("proposer", "strong", "verifier"):
-        spec = _spec(getattr(args, role))
-        if spec is not None:
-            update[role] = spec
-    if args.threshold is not None:
-        update["threshold"] = args.threshold
-    if args.n_drafts is not None:
-        update["n_drafts"] = args.n_drafts
-    return CascadeConfig.model_validate({**config.model_dump(), **update})
-
-
-class _LazyModels:
-    """Loads each model the first time it is needed (a complete cache needs none)."""
-
-    def __init__(self, config: CascadeConfig, args: argparse.Namespace) -> None:
-        self.config, self.args = config, args
-        self._loaded: dict[str, Any] = {}
-
-    def _chat(self, spec: ModelSpec) -> Any:
-        from spec_tool_node.chat_models.hf import HFChatModel
-
-        return HFChatModel(
-            model=spec.model,
-            adapter=spec.adapter,
-            max_new_tokens=self.args.max_new_tokens,
-            dtype=self.args.dtype,
-            device=self.args.device,
-        )
-
-    def get(self, role: str) -> Any:
-        if role not in self._loaded:
-            spec: ModelSpec | None = getattr(self.config, role)
-            if spec is None:
-                return None
-            print(f"loading {role}: {spec.model}" + (f" + {spec.adapter}" if spec.adapter else ""))
-            if role == "verifier":  # a probe folder or a LoRA adapter
-                from spec_tool_node.verifiers.probe import load_verifier
-
-                self._loaded[role] = load_verifier(
-                    spec.model,
-                    spec.adapter,
-                    dtype=self.args.dtype,
-                    device=self.args.device,
-                    max_length=spec.max_length,
-                )
-            else:
-                self._loaded[role] = self._chat(spec)
-        return self._loaded[role]
-
-    def node(
-        self,
-        mode: str,
-        tools: Any,
-        *,
-        policy: SafetyPolicy,
-        system_prompt: str | None,
-    ) -> SpeculativeActionNode:
-        """The node for ``mode`` with the models that mode requires (loaded on first use)."""
-        from spec_tool_node.node import SpeculativeActionNode
-
-        roles = MODES[mode].models
-        models = {r: self.get(r) for r in ("proposer", "strong", "verifier") if r in roles}
-        return SpeculativeActionNode(
-            **models,
-            tools=tools,
-            config=self.config.model_copy(update={"mode": mode}),
-            safety=policy,
-            system_prompt=system_prompt,
-        )
-
-
-def _require_models(
-    modes: list[str], needed: set[str], config: CascadeConfig, what: str = "modes"
-) -> None:
-    """Every model the modes need must be named (by a flag or the bundle)."""
-    lacking = sorted(role for role in needed if getattr(config, role) is None)
-    if lacking:
-        raise DatasetError(
-            f"{what} {','.join(modes)} need "
-            + describe_models(lacking, "--{role} NAME[@ADAPTER]")
-            + ", or a --bundle that names them"
-        )
+def _settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings.model_validate(vars(args))
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -265,10 +76,16 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    """Run the whole evaluation; exit 2 on bad input, with a message naming the problem."""
+    """Run the evaluation and then the trajectories, or only the trajectories; exit 2 on bad
+    input, with a message naming the problem."""
     try:
-        return _run(args)
-    except SpecToolNodeError as e:
+        if args.data == TRAJECTORY_DATASET:
+            return run_trajectory_cli(args, append_report=False)
+        code = _run(args)
+        if code == 0 and args.trajectories:
+            return run_trajectory_cli(args, append_report=True)
+        return code
+    except (SpecToolNodeError, ImportError) as e:  # ImportError: a BFCL environment class
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -291,9 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     examples = load_dataset(args.data, limit=args.limit, on_error=args.on_error)
     if not examples:
         raise DatasetError(f"dataset {args.data!r} has no examples")
-    config = _config(args)
+    settings = _settings(args)
+    config = settings.cascade_config()
     needed = models_needed(modes)
-    _require_models(modes, needed, config)
+    require_models(modes, config)
     safety_suite = args.data == "safety" and not Path(args.data).expanduser().is_file()
     policy_source = args.policy
     if policy_source is None and safety_suite:
@@ -313,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     tasks: set[str] = set()
     for ex in examples:
         tasks |= missing(cached[ex.id], needs, dict(config.sample_kwargs))
-    models = _LazyModels(config, args)
+    models = ModelPool(config, settings)
     owners = {
         "proposer": {"draft", "samples"},
         "verifier": {"verifier"},
@@ -462,7 +280,113 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default="raise",
         help="a bad example in a JSONL file: stop with its line and id, or warn and skip it",
     )
+    p.add_argument(
+        "--trajectories",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N held-out BFCL multi-turn tasks live as LangGraph agents in BFCL's "
+        "environments and write trajectories.{md,json,jsonl} (with --data "
+        f"{TRAJECTORY_DATASET}: only these)",
+    )
+    p.add_argument(
+        "--trajectory-categories",
+        default=",".join(MULTI_TURN_CATEGORIES),
+        help="comma-separated multi-turn categories the tasks are taken from, in turn "
+        "(default: all four)",
+    )
+    p.add_argument(
+        "--trajectory-modes",
+        help="comma-separated modes to run the trajectories in (default: the config's mode)",
+    )
+    p.add_argument(
+        "--max-steps-per-turn",
+        type=int,
+        default=DEFAULT_MAX_STEPS_PER_TURN,
+        help=f"model decisions allowed per user turn (default {DEFAULT_MAX_STEPS_PER_TURN}; "
+        f"BFCL's loop allows {BFCL_MAX_STEPS_PER_TURN})",
+    )
     p.set_defaults(func=eval_cmd)
-    from spec_tool_node.evaluation.trajectories import add_arguments as add_trajectory_arguments
 
-    add_trajectory_arguments(p)  # --trajectories N, --data bfcl-trajectories
+
+def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
+    """Run ``args.trajectories`` held-out tasks in each trajectory mode and write the report."""
+    from spec_tool_node.bfcl.tasks import heldout_task_ids
+    from spec_tool_node.bfcl.trajectories import (
+        TrajectoryResult,
+        run_trajectories,
+        summary_lines,
+        trajectory_report,
+        write_trajectory_report,
+    )
+    from spec_tool_node.node import load_policy
+
+    n = args.trajectories or (args.limit if args.data == TRAJECTORY_DATASET else None)
+    if not n or n < 1:
+        raise DatasetError(f"--data {TRAJECTORY_DATASET} needs --trajectories N (N >= 1)")
+    settings = _settings(args)
+    config = settings.cascade_config()
+    modes = _modes(args.trajectory_modes) if args.trajectory_modes else [config.mode]
+    require_models(modes, config, "trajectory modes")
+    categories = [c.strip() for c in args.trajectory_categories.split(",") if c.strip()]
+    task_ids = heldout_task_ids(n, categories)
+    policy = load_policy(args.policy, config)
+    models = ModelPool(config, settings)
+    results: list[TrajectoryResult] = []
+    for mode in modes:
+
+        def factory(
+            tools: list[BaseTool], task: MultiTurnTask, mode: str = mode
+        ) -> SpeculativeActionNode:
+            return models.node(mode, tools, policy=policy, system_prompt=args.system_prompt)
+
+        print(f"trajectories: {len(task_ids)} held-out multi-turn tasks in mode {mode}")
+        results += run_trajectories(
+            task_ids,
+            factory,
+            max_steps_per_turn=args.max_steps_per_turn,
+            on_error="record",
+            progress=True,
+            cache=_cache_file(args, config.model_copy(update={"mode": mode})),
+        )
+    command = _command(args) + _trajectory_flags(args)
+    report_md = Path(args.out) / "report.md"
+    paths = write_trajectory_report(
+        args.out,
+        results,
+        max_steps_per_turn=args.max_steps_per_turn,
+        command=command,
+        append_to=report_md if append_report and report_md.is_file() else None,
+    )
+    print("\n".join(summary_lines(trajectory_report(results))))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cache_file(args: argparse.Namespace, config: Any) -> Path:
+    """The result cache of one trajectory configuration: a rerun with the same models, mode,
+    threshold, policy, system prompt and step budget continues it."""
+    key = json.dumps(
+        {
+            "config": config.model_dump(mode="json"),
+            "policy": str(args.policy),
+            "system_prompt": args.system_prompt,
+            "max_steps_per_turn": args.max_steps_per_turn,
+            "max_new_tokens": args.max_new_tokens,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    cache = Path(args.cache or Path(args.out) / "cache")
+    return cache / f"trajectories-{config.mode}-{digest}.jsonl"
+
+
+def _trajectory_flags(args: argparse.Namespace) -> str:
+    parts = ["--trajectories", str(args.trajectories or args.limit)]
+    if args.trajectory_categories != ",".join(MULTI_TURN_CATEGORIES):
+        parts += ["--trajectory-categories", args.trajectory_categories]
+    if args.trajectory_modes:
+        parts += ["--trajectory-modes", args.trajectory_modes]
+    if args.max_steps_per_turn != DEFAULT_MAX_STEPS_PER_TURN:
+        parts += ["--max-steps-per-turn", str(args.max_steps_per_turn)]
+    return " " + shlex.join(parts)

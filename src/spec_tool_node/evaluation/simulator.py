@@ -29,6 +29,7 @@ from spec_tool_node.actions import (
     action_from_message,
     canonical_text,
 )
+from spec_tool_node.bfcl.matching import match_details
 from spec_tool_node.cascade import (
     MODES,
     Act,
@@ -50,7 +51,6 @@ from spec_tool_node.evaluation.collector import (
     rebuild_message,
 )
 from spec_tool_node.examples import Example
-from spec_tool_node.matching import match_details
 from spec_tool_node.safety import SafetyPolicy
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(i / 20, 2) for i in range(21))

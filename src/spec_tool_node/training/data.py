@@ -31,9 +31,9 @@ from spec_tool_node.actions import (
     action_from_canonical,
     canonical_text,
 )
+from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.chat_models.templates import ReplyRenderError, render_reply
 from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
-from spec_tool_node.matching import matches
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
 
 NO_TOOL_ANSWER = "None of the available tools can do that, so I cannot help with this request."

@@ -431,7 +431,7 @@ def strong_correct(path: str | Path, examples: dict[str, Example]) -> dict[str, 
     ``train mine`` cache of the strong model (``{"id", "draft", "valid"}``); ids not in
     ``examples`` are ignored.
     """
-    from spec_tool_node.matching import matches
+    from spec_tool_node.bfcl.matching import matches
     from spec_tool_node.training.data import load_draft_cache
 
     out = {}

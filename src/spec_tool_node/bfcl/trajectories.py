@@ -6,13 +6,14 @@
 
 Each held-out BFCL multi-turn task (``multi_turn_base``, ``multi_turn_miss_func``,
 ``multi_turn_miss_param``, ``multi_turn_long_context``; odd task numbers, see
-:func:`spec_tool_node.bfcl.split_of`) runs as a real ReAct agent::
+:func:`spec_tool_node.bfcl.data.split_of`) runs as a real ReAct agent::
 
     StateGraph(SpecAgentState): START -> agent (SpeculativeActionNode) -tools_condition-> tools
                                 ToolNode -> agent
 
 The node comes from ``node_factory(tools, task)``. Its tools are the task's function docs as
-LangChain ``StructuredTool`` objects (JSON schema from :func:`spec_tool_node.bfcl.convert_function`)
+LangChain ``StructuredTool`` objects (JSON schema from
+:func:`spec_tool_node.bfcl.data.convert_function`)
 that run in a fresh instance of BFCL's executable environment for the task (its
 ``involved_classes`` loaded with its ``initial_config``, through BFCL's own
 ``execute_multi_turn_func_call``), so a tool message carries exactly what BFCL's inference loop
@@ -22,11 +23,12 @@ The user turns are fed one after another, as BFCL's inference loop does: append 
 message(s), run the graph until the agent answers without a tool call. A ``miss_func`` task starts
 without its held-out functions and gets them at their turn (the node and ``ToolNode`` are rebuilt
 with the longer tool list, and the turn's user message is BFCL's
-:data:`~spec_tool_node.bfcl.ADDED_FUNCTIONS_PROMPT`); ``miss_param`` turns run as they are. A turn
-allows at most ``max_steps_per_turn`` model decisions; when the agent still calls tools at the last
-one, those calls run and the trajectory is force-quit there, as BFCL's loop does (BFCL then fails
-the task unless it was the last turn). BFCL's own limit is 20 executed steps before it quits after
-the 21st, i.e. ``max_steps_per_turn=21``; the default here is 10 to bound CPU time.
+:data:`~spec_tool_node.bfcl.data.ADDED_FUNCTIONS_PROMPT`); ``miss_param`` turns run as they
+are. A turn allows at most ``max_steps_per_turn`` model decisions; when the agent still calls
+tools at the last one, those calls run and the trajectory is force-quit there, as BFCL's loop
+does (BFCL then fails the task unless it was the last turn). BFCL's own limit is 20 executed
+steps before it quits after the 21st, i.e. ``max_steps_per_turn=21``; the default here is 10 to
+bound CPU time.
 
 Success is BFCL's verdict: :func:`multi_turn_checker` from ``bfcl_eval`` (imported, not copied)
 runs on the calls that were executed, step by step and turn by turn: after every turn that has
@@ -49,40 +51,31 @@ distribution of per-trajectory savings and relative cost (min, p25, median, p75,
 success rate and one row per trajectory.
 
 Command line: ``spec-tool-node eval ... --trajectories N`` (after the single-turn evaluation) or
-``spec-tool-node eval --data bfcl-trajectories --trajectories N ...`` (trajectories only); see
-:func:`add_arguments`.
+``spec-tool-node eval --data bfcl-trajectories --trajectories N ...`` (trajectories only).
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import importlib
-import itertools
 import json
-import keyword
 import math
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from spec_tool_node import bfcl
+from spec_tool_node.bfcl.data import MULTI_TURN_CATEGORIES, convert_function
+from spec_tool_node.bfcl.environment import BFCLEnvironment, call_string, cleanup_namespace
+from spec_tool_node.bfcl.tasks import MultiTurnTask, load_task
 from spec_tool_node.costs import TrajectorySummary, TurnRecord, summarize
 
 if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by the CLI parser
     from langchain_core.messages import BaseMessage
     from langchain_core.tools import BaseTool
 
-    from spec_tool_node.node import SpeculativeActionNode
-
-TRAJECTORY_DATASET = "bfcl-trajectories"
-"""``--data`` name that runs only the live trajectories (no single-turn evaluation)."""
 
 DEFAULT_MAX_STEPS_PER_TURN = 10
 BFCL_MAX_STEPS_PER_TURN = 21
@@ -95,202 +88,11 @@ _QUANTILES = (("min", 0.0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("max
 
 
 # --------------------------------------------------------------------------------------------
-# tasks
-
-
-@dataclass(frozen=True)
-class MultiTurnTask:
-    """One BFCL multi-turn task as its inference loop sees it.
-
-    ``functions`` are the docs bound from the start; ``added[t]`` the held-out docs added at turn
-    ``t`` (``miss_func``). ``turns[t]`` are the user messages of turn ``t`` (BFCL's prompt for a
-    turn that only adds functions).
-    """
-
-    id: str
-    category: str
-    turns: list[list[dict[str, Any]]]
-    ground_truth: list[list[str]]
-    initial_config: dict[str, Any]
-    involved_classes: list[str]
-    functions: list[dict[str, Any]]
-    added: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def long_context(self) -> bool:
-        return "long_context" in self.category
-
-    def functions_at(self, turn: int) -> list[dict[str, Any]]:
-        """The function docs bound at ``turn`` (held-out ones from their turn on)."""
-        docs = list(self.functions)
-        for t in sorted(self.added):
-            if t <= turn:
-                docs.extend(self.added[t])
-        return docs
-
-    def entry(self) -> dict[str, Any]:
-        """The BFCL test entry fields its checker reads."""
-        return {
-            "id": self.id,
-            "initial_config": copy.deepcopy(self.initial_config),
-            "involved_classes": list(self.involved_classes),
-        }
-
-
-def load_task(task_id: str, *, allow_train: bool = False) -> MultiTurnTask:
-    """Read one multi-turn task (``"multi_turn_base_1"``) from the installed BFCL data.
-
-    Raises:
-        ValueError: not a multi-turn task id, an unknown id, a training-side (even) task without
-            ``allow_train``, or data that contradicts itself.
-        ImportError: an environment class of the task cannot be imported.
-    """
-    category, _ = bfcl._category_of(task_id)
-    if category not in bfcl.MULTI_TURN_CATEGORIES:
-        raise ValueError(
-            f"{task_id!r} is not a BFCL multi-turn task; categories: "
-            f"{', '.join(bfcl.MULTI_TURN_CATEGORIES)}"
-        )
-    if not allow_train and bfcl.split_of(task_id) != "heldout":
-        raise ValueError(
-            f"{task_id} is on the training side of the split (even task number); trajectories "
-            "run held-out (odd) tasks only"
-        )
-    entry = next((e for e in bfcl._entries(category) if e["id"] == task_id), None)
-    if entry is None:
-        raise ValueError(f"unknown {category} task id: {task_id}")
-    for class_name in entry["involved_classes"]:
-        why = bfcl._class_import_error(class_name)
-        if why:
-            raise ImportError(f"BFCL {task_id}: environment class {class_name} unavailable: {why}")
-    ground_truth = bfcl._answers(category)[task_id]
-    turns = copy.deepcopy(entry["question"])
-    if len(turns) != len(ground_truth):
-        raise bfcl.BFCLDataError(
-            f"BFCL {task_id}: {len(turns)} question turns, {len(ground_truth)} ground-truth turns"
-        )
-    docs: list[dict[str, Any]] = []
-    for class_name in entry["involved_classes"]:
-        docs.extend(bfcl._function_docs(class_name))
-    added: dict[int, list[dict[str, Any]]] = {}
-    for turn, names in (entry.get("missed_function") or {}).items():
-        added[int(turn)] = [d for d in docs if d["name"] in names]
-        missing = set(names) - {d["name"] for d in added[int(turn)]}
-        if missing:
-            raise bfcl.BFCLDataError(
-                f"BFCL {task_id}: missed functions {sorted(missing)} have no doc"
-            )
-    withheld = {d["name"] for docs_ in added.values() for d in docs_}
-    for t, messages in enumerate(turns):
-        if not messages:
-            if t not in added:
-                raise bfcl.BFCLDataError(f"BFCL {task_id}: turn {t} has no user message")
-            turns[t] = [{"role": "user", "content": bfcl.ADDED_FUNCTIONS_PROMPT}]
-    return MultiTurnTask(
-        id=task_id,
-        category=category,
-        turns=turns,
-        ground_truth=[list(calls) for calls in ground_truth],
-        initial_config=copy.deepcopy(entry.get("initial_config") or {}),
-        involved_classes=list(entry["involved_classes"]),
-        functions=[d for d in docs if d["name"] not in withheld],
-        added=added,
-    )
-
-
-def heldout_task_ids(
-    n: int | None = None, categories: Iterable[str] = bfcl.MULTI_TURN_CATEGORIES
-) -> list[str]:
-    """The first ``n`` held-out task ids, categories in turn (base_1, miss_func_1, ...)."""
-    chosen = list(categories)
-    for name in chosen:
-        if name not in bfcl.MULTI_TURN_CATEGORIES:
-            raise ValueError(
-                f"{name!r} is not a multi-turn category; known: "
-                f"{', '.join(bfcl.MULTI_TURN_CATEGORIES)}"
-            )
-    per_category = [
-        [e["id"] for e in bfcl._entries(name) if bfcl.split_of(e["id"]) == "heldout"]
-        for name in chosen
-    ]
-    ids = [
-        task_id
-        for row in itertools.zip_longest(*per_category)
-        for task_id in row
-        if task_id is not None
-    ]
-    return ids if n is None else ids[:n]
-
-
-# --------------------------------------------------------------------------------------------
-# BFCL's executable environment
-
-
-def _utils() -> Any:
-    return importlib.import_module("bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils")
+# tools over BFCL's executable environment
 
 
 def _checker() -> Any:
     return importlib.import_module("bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker")
-
-
-def call_string(name: str, arguments: dict[str, Any]) -> str | None:
-    """A tool call as BFCL's python-call string (``convert_to_function_call``), or ``None``.
-
-    ``None`` when ``name`` or an argument name is not a plain Python identifier: BFCL ``eval``s
-    the string, so such a call is never built.
-    """
-    if not _identifier(name) or not all(_identifier(k) for k in arguments):
-        return None
-    return f"{name}({','.join(f'{k}={v!r}' for k, v in arguments.items())})"
-
-
-def _identifier(text: Any) -> bool:
-    return isinstance(text, str) and text.isidentifier() and not keyword.iskeyword(text)
-
-
-class BFCLEnvironment:
-    """The instances of one task's environment classes, kept in BFCL's own namespace.
-
-    BFCL keeps instances in a module global named after a model name and the task id; every
-    environment here gets a private name and :meth:`close` removes what it left there.
-    """
-
-    def __init__(self, task: MultiTurnTask, label: str = "model") -> None:
-        self.task = task
-        self.name = f"spec_tool_node_{uuid.uuid4().hex}_{label}"
-        self.instances: dict[str, Any] = {}
-        self.execute([])  # instantiate and load the initial config now
-
-    def execute(self, calls: Sequence[str]) -> list[str]:
-        """Run python-call strings in order; each result as BFCL's loop returns it."""
-        results, self.instances = _utils().execute_multi_turn_func_call(
-            list(calls),
-            self.task.initial_config,
-            self.task.involved_classes,
-            self.name,
-            self.task.id,
-            long_context=self.task.long_context,
-        )
-        return results
-
-    def call(self, name: str, arguments: dict[str, Any]) -> str:
-        """Run one tool call; a call that cannot be built safely is an error result."""
-        text = call_string(name, arguments)
-        if text is None:
-            bad = [k for k in arguments if not _identifier(k)]
-            return f"Error during execution: invalid argument names {bad!r} for {name!r}"
-        return self.execute([text])[0]
-
-    def close(self) -> None:
-        cleanup_namespace(self.name)
-
-
-def cleanup_namespace(prefix: str) -> None:
-    """Remove the instances BFCL keeps under names starting with ``prefix``."""
-    namespace = vars(_utils())
-    for key in [k for k in namespace if k.startswith(prefix)]:
-        del namespace[key]
 
 
 def make_tools(functions: Sequence[dict[str, Any]], env: BFCLEnvironment) -> list[BaseTool]:
@@ -304,7 +106,7 @@ def make_tools(functions: Sequence[dict[str, Any]], env: BFCLEnvironment) -> lis
 
     tools: list[BaseTool] = []
     for doc in functions:
-        spec = bfcl.convert_function(doc)["function"]
+        spec = convert_function(doc)["function"]
         tools.append(
             StructuredTool(
                 name=spec["name"],
@@ -682,7 +484,7 @@ def trajectory_report(
     """
 
     def by_category(group: Sequence[TrajectoryResult]) -> dict[str, Any]:
-        present = [c for c in bfcl.MULTI_TURN_CATEGORIES if any(r.category == c for r in group)]
+        present = [c for c in MULTI_TURN_CATEGORIES if any(r.category == c for r in group)]
         return {c: _group([r for r in group if r.category == c]) for c in present}
 
     report = _group(results)
@@ -703,6 +505,19 @@ def _num(value: Any, fmt: str = ".3f") -> str:
 
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{value:.0%}"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """One line per mode of a :func:`trajectory_report`: success, savings, relative cost."""
+    lines = []
+    for mode, g in report["by_mode"].items():
+        s = g["savings"]
+        lines.append(
+            f"mode {mode}: success {_pct(g['success_rate'])} of {g['n']}; savings per "
+            f"trajectory min {_num(s['min'])} median {_num(s['median'])} max {_num(s['max'])}; "
+            f"relative cost {_num(g['total_relative_cost'])}"
+        )
+    return lines
 
 
 def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
@@ -807,152 +622,3 @@ def write_trajectory_report(
             f.write("\n" + section)
         paths["report"] = Path(append_to)
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# command line (registered on ``spec-tool-node eval`` by evaluation/cli.py)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the trajectory options to the ``eval`` parser and wrap its command."""
-    parser.add_argument(
-        "--trajectories",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also run N held-out BFCL multi-turn tasks live as LangGraph agents in BFCL's "
-        "environments and write trajectories.{md,json,jsonl} (with --data "
-        f"{TRAJECTORY_DATASET}: only these)",
-    )
-    parser.add_argument(
-        "--trajectory-categories",
-        default=",".join(bfcl.MULTI_TURN_CATEGORIES),
-        help="comma-separated multi-turn categories the tasks are taken from, in turn "
-        "(default: all four)",
-    )
-    parser.add_argument(
-        "--trajectory-modes",
-        help="comma-separated modes to run the trajectories in (default: the config's mode)",
-    )
-    parser.add_argument(
-        "--max-steps-per-turn",
-        type=int,
-        default=DEFAULT_MAX_STEPS_PER_TURN,
-        help=f"model decisions allowed per user turn (default {DEFAULT_MAX_STEPS_PER_TURN}; "
-        f"BFCL's loop allows {BFCL_MAX_STEPS_PER_TURN})",
-    )
-    evaluate = parser.get_default("func")
-
-    def eval_with_trajectories(args: argparse.Namespace) -> int:
-        if args.data == TRAJECTORY_DATASET:
-            return _cli_errors(args, append_report=False)
-        code = evaluate(args)
-        if code == 0 and args.trajectories:
-            return _cli_errors(args, append_report=True)
-        return code
-
-    parser.set_defaults(func=eval_with_trajectories)
-
-
-def _cli_errors(args: argparse.Namespace, *, append_report: bool) -> int:
-    from spec_tool_node.evaluation.cli import DatasetError
-
-    try:
-        return run_cli(args, append_report=append_report)
-    except (DatasetError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def run_cli(args: argparse.Namespace, *, append_report: bool = False) -> int:
-    """Run ``args.trajectories`` held-out tasks in each trajectory mode and write the report."""
-    from spec_tool_node.evaluation.cli import (
-        DatasetError,
-        _command,
-        _config,
-        _LazyModels,
-        _modes,
-        _require_models,
-    )
-    from spec_tool_node.modes import models_needed
-    from spec_tool_node.node import load_policy
-
-    n = args.trajectories or (args.limit if args.data == TRAJECTORY_DATASET else None)
-    if not n or n < 1:
-        raise DatasetError(f"--data {TRAJECTORY_DATASET} needs --trajectories N (N >= 1)")
-    config = _config(args)
-    modes = _modes(args.trajectory_modes) if args.trajectory_modes else [config.mode]
-    _require_models(modes, models_needed(modes), config, "trajectory modes")
-    categories = [c.strip() for c in args.trajectory_categories.split(",") if c.strip()]
-    task_ids = heldout_task_ids(n, categories)
-    policy = load_policy(args.policy, config)
-    models = _LazyModels(config, args)
-    results: list[TrajectoryResult] = []
-    for mode in modes:
-
-        def factory(
-            tools: list[BaseTool], task: MultiTurnTask, mode: str = mode
-        ) -> SpeculativeActionNode:
-            return models.node(mode, tools, policy=policy, system_prompt=args.system_prompt)
-
-        print(f"trajectories: {len(task_ids)} held-out multi-turn tasks in mode {mode}")
-        results += run_trajectories(
-            task_ids,
-            factory,
-            max_steps_per_turn=args.max_steps_per_turn,
-            on_error="record",
-            progress=True,
-            cache=_cache_file(args, config.model_copy(update={"mode": mode})),
-        )
-    command = _command(args) + _trajectory_flags(args)
-    report_md = Path(args.out) / "report.md"
-    paths = write_trajectory_report(
-        args.out,
-        results,
-        max_steps_per_turn=args.max_steps_per_turn,
-        command=command,
-        append_to=report_md if append_report and report_md.is_file() else None,
-    )
-    report = trajectory_report(results)
-    for mode, g in report["by_mode"].items():
-        s = g["savings"]
-        print(
-            f"mode {mode}: success {_pct(g['success_rate'])} of {g['n']}; savings per "
-            f"trajectory min {_num(s['min'])} median {_num(s['median'])} max {_num(s['max'])}; "
-            f"relative cost {_num(g['total_relative_cost'])}"
-        )
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
-
-def _cache_file(args: argparse.Namespace, config: Any) -> Path:
-    """The result cache of one trajectory configuration: a rerun with the same models, mode,
-    threshold, policy, system prompt and step budget continues it."""
-    import hashlib
-
-    key = json.dumps(
-        {
-            "config": config.model_dump(mode="json"),
-            "policy": str(args.policy),
-            "system_prompt": args.system_prompt,
-            "max_steps_per_turn": args.max_steps_per_turn,
-            "max_new_tokens": args.max_new_tokens,
-        },
-        sort_keys=True,
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    cache = Path(args.cache or Path(args.out) / "cache")
-    return cache / f"trajectories-{config.mode}-{digest}.jsonl"
-
-
-def _trajectory_flags(args: argparse.Namespace) -> str:
-    import shlex
-
-    parts = ["--trajectories", str(args.trajectories or args.limit)]
-    if args.trajectory_categories != ",".join(bfcl.MULTI_TURN_CATEGORIES):
-        parts += ["--trajectory-categories", args.trajectory_categories]
-    if args.trajectory_modes:
-        parts += ["--trajectory-modes", args.trajectory_modes]
-    if args.max_steps_per_turn != DEFAULT_MAX_STEPS_PER_TURN:
-        parts += ["--max-steps-per-turn", str(args.max_steps_per_turn)]
-    return " " + shlex.join(parts)

@@ -1,0 +1,142 @@
+"""What an evaluation run is made of: its settings, the cascade config they build, the models.
+
+:class:`RunSettings` holds what the command line (or a script) chose and builds the
+:class:`~spec_tool_node.config.CascadeConfig` from a bundle and overrides; :class:`ModelPool`
+loads each model on first use (a complete cache needs none) and builds the node for a mode, so
+the evaluation's live check and the trajectory runs share one node factory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.errors import ConfigError
+from spec_tool_node.modes import MODES, describe_models, models_needed
+
+if TYPE_CHECKING:
+    from spec_tool_node.node import SpeculativeActionNode
+    from spec_tool_node.safety import SafetyPolicy
+
+
+def model_spec(text: str | None) -> ModelSpec | None:
+    """``NAME`` or ``NAME@ADAPTER_DIR`` as a :class:`ModelSpec` (``None`` for no text)."""
+    if not text:
+        return None
+    model, _, adapter = text.partition("@")
+    return ModelSpec(model=model, adapter=adapter or None)
+
+
+class RunSettings(BaseModel):
+    """The choices of one run: a bundle and overrides of its models and thresholds, and how to
+    load local models."""
+
+    model_config = ConfigDict(extra="ignore")  # built from the CLI's whole namespace
+
+    bundle: Path | None = None
+    proposer: str | None = None
+    strong: str | None = None
+    verifier: str | None = None
+    threshold: float | None = None
+    n_drafts: int | None = None
+    max_new_tokens: int = Field(default=128, gt=0)
+    dtype: str = "bfloat16"
+    device: str | None = None
+
+    def cascade_config(self) -> CascadeConfig:
+        """The bundle's config (or the default) with the given models and thresholds."""
+        if self.bundle:
+            from spec_tool_node.bundle import Bundle
+
+            config = Bundle.from_pretrained(self.bundle).config
+        else:
+            config = CascadeConfig()
+        update: dict[str, Any] = {}
+        for role in ("proposer", "strong", "verifier"):
+            spec = model_spec(getattr(self, role))
+            if spec is not None:
+                update[role] = spec
+        if self.threshold is not None:
+            update["threshold"] = self.threshold
+        if self.n_drafts is not None:
+            update["n_drafts"] = self.n_drafts
+        return CascadeConfig.model_validate({**config.model_dump(), **update})
+
+
+def require_models(modes: list[str], config: CascadeConfig, what: str = "modes") -> None:
+    """Every model the modes need must be named (by a flag or the bundle).
+
+    Raises:
+        ConfigError: naming the missing models and the flags that give them.
+    """
+    lacking = sorted(role for role in models_needed(modes) if getattr(config, role) is None)
+    if lacking:
+        raise ConfigError(
+            f"{what} {','.join(modes)} need "
+            + describe_models(lacking, "--{role} NAME[@ADAPTER]")
+            + ", or a --bundle that names them"
+        )
+
+
+class ModelPool:
+    """Loads each model the first time it is needed (a complete cache needs none)."""
+
+    def __init__(self, config: CascadeConfig, settings: RunSettings) -> None:
+        self.config, self.settings = config, settings
+        self._loaded: dict[str, Any] = {}
+
+    def _chat(self, spec: ModelSpec) -> Any:
+        from spec_tool_node.chat_models.hf import HFChatModel
+
+        return HFChatModel(
+            model=spec.model,
+            adapter=spec.adapter,
+            max_new_tokens=self.settings.max_new_tokens,
+            dtype=self.settings.dtype,
+            device=self.settings.device,
+        )
+
+    def get(self, role: str) -> Any:
+        """The model for ``role`` (``proposer``, ``strong``, ``verifier``), or ``None``."""
+        if role not in self._loaded:
+            spec: ModelSpec | None = getattr(self.config, role)
+            if spec is None:
+                return None
+            print(f"loading {role}: {spec.model}" + (f" + {spec.adapter}" if spec.adapter else ""))
+            if role == "verifier":  # a probe folder or a LoRA adapter
+                from spec_tool_node.verifiers.probe import load_verifier
+
+                self._loaded[role] = load_verifier(
+                    spec.model,
+                    spec.adapter,
+                    dtype=self.settings.dtype,
+                    device=self.settings.device,
+                    max_length=spec.max_length,
+                )
+            else:
+                self._loaded[role] = self._chat(spec)
+        return self._loaded[role]
+
+    def node(
+        self,
+        mode: str,
+        tools: Any,
+        *,
+        policy: SafetyPolicy,
+        system_prompt: str | None,
+    ) -> SpeculativeActionNode:
+        """The node for ``mode`` with the models that mode requires (loaded on first use)."""
+        from spec_tool_node.node import SpeculativeActionNode
+
+        roles = MODES[mode].models
+        models = {r: self.get(r) for r in ("proposer", "strong", "verifier") if r in roles}
+        return SpeculativeActionNode(
+            **models,
+            tools=tools,
+            config=self.config.model_copy(update={"mode": mode}),
+            safety=policy,
+            system_prompt=system_prompt,
+        )
