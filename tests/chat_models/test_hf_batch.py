@@ -80,3 +80,20 @@ def test_float32_logits_keep_the_body_in_its_dtype():
     assert logits.dtype == torch.float32
     assert model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert model.get_output_embeddings().weight.dtype == torch.float32
+
+
+def test_assisted_generation_replies_as_the_model_alone():
+    """A smaller model drafting tokens ahead (transformers' assisted generation) leaves the
+    greedy reply as it is."""
+    tokenizer = make_tokenizer()
+    strong = qwen2(tokenizer, seed=7)
+    helper = HFChatModel(
+        model="tiny-helper", loaded=(qwen2(tokenizer, seed=8, hidden=32), tokenizer)
+    )
+    alone = HFChatModel(model="tiny", loaded=(strong, tokenizer), max_new_tokens=16)
+    assisted = HFChatModel(
+        model="tiny", loaded=(strong, tokenizer), max_new_tokens=16, assistant=helper
+    )
+    for question in QUESTIONS[:3]:
+        want = alone.invoke([HumanMessage(question)]).response_metadata["raw_text"]
+        assert assisted.invoke([HumanMessage(question)]).response_metadata["raw_text"] == want

@@ -148,6 +148,10 @@ class HFChatModel(BaseChatModel):
             reused count is in ``usage_metadata["input_token_details"]["cache_read"]``.
         batch_size: prompts per left-padded ``generate`` in :meth:`batch`, :meth:`abatch` and
             :meth:`generate_many` (``1`` decodes one prompt at a time).
+        assistant: a smaller local ``HFChatModel`` that drafts a few tokens ahead for each of
+            this model's greedy replies (transformers' assisted generation: the output is this
+            model's own, token for token; another tokenizer is handled by re-tokenising). Used
+            for single greedy replies, not in batches, and without the prefix cache.
         float32_logits: compute the logits in float32 (the rest of the model keeps ``dtype``).
             bfloat16 logits are so coarse that greedy choices often tie; with ties, a draft
             checked in one pass (:meth:`continue_draft`) can pick another token than generation
@@ -174,6 +178,9 @@ class HFChatModel(BaseChatModel):
     prefix_cache: int = Field(default=4, ge=0)
     float32_logits: bool = False
     batch_size: int = Field(default=8, ge=1)
+    assistant: Any = Field(default=None, exclude=True, repr=False)
+    """A smaller local model (an ``HFChatModel``) that drafts tokens for this one's greedy
+    generation: transformers' assisted generation, lossless at the token level."""
 
     loaded: tuple[Any, Any] | None = Field(default=None, exclude=True, repr=False)
     """An already-loaded ``(model, tokenizer)`` pair; skips loading (tests, custom loading)."""
@@ -286,7 +293,12 @@ class HFChatModel(BaseChatModel):
         enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         end_ids = self._end_token_ids
         gen_kwargs = self._gen_kwargs(opts, stop)
-        single = opts["n"] == 1 and self.prefix_cache > 0
+        assisted = self.assistant is not None and opts["n"] == 1 and not opts["do_sample"]
+        if assisted:
+            gen_kwargs["assistant_model"] = self.assistant.hf_model
+            if self.assistant.tokenizer.get_vocab() != tokenizer.get_vocab():
+                gen_kwargs.update(tokenizer=tokenizer, assistant_tokenizer=self.assistant.tokenizer)
+        single = opts["n"] == 1 and self.prefix_cache > 0 and not assisted
         with self._lock, torch.inference_mode():
             reused = self._reuse_prefix(enc["input_ids"][0].tolist(), gen_kwargs) if single else 0
             out = model.generate(**enc, **gen_kwargs)
