@@ -127,15 +127,17 @@ def train_lora(
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     adapter = output_dir / "adapter"
-    peft_model.save_pretrained(adapter)
-    metrics = {
-        "global_step": trainer.state.global_step,
-        "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
-        "log_history": trainer.state.log_history,
-    }
-    (adapter / "training.json").write_text(
-        json.dumps({"config": asdict(cfg), **metrics}, indent=2, default=str)
-    )
+    if trainer.is_world_process_zero():  # under accelerate launch, one process writes the adapter
+        peft_model.save_pretrained(adapter)
+        metrics = {
+            "global_step": trainer.state.global_step,
+            "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
+            "log_history": trainer.state.log_history,
+        }
+        (adapter / "training.json").write_text(
+            json.dumps({"config": asdict(cfg), **metrics}, indent=2, default=str)
+        )
+    trainer.accelerator.wait_for_everyone()  # every process returns a complete adapter folder
     return adapter
 
 

@@ -1,0 +1,70 @@
+"""Every example runs with one command; smoke tests with small settings (SmolLM2-135M everywhere).
+
+The remote-models example runs against a real llama.cpp server on Qwen2.5-Coder-0.5B (slow).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.llama_server import llama_server
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.packaged
+
+
+def run_example(name: str, *args: str) -> str:
+    """Run ``python examples/NAME`` as a user would; returns its output, failing on an error."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    print(done.stdout)
+    return done.stdout
+
+
+def test_add_to_your_agent():
+    out = run_example("add_to_your_agent.py", "--small")
+    before, after = out.split("\nafter (SpeculativeActionNode, mode D")
+    assert "before (strong model every step" in before and "human: What's the weather" in before
+    assert "human: What's the weather" in after
+    assert "relative cost" in after and " D " in after  # the ledger of the speculative run
+
+
+def test_create_agent_middleware():
+    out = run_example("create_agent_middleware.py", "--small")
+    before, after = out.split("\nafter (cascade + safety gate middleware")
+    assert "human: What time is it in Tokyo" in before
+    assert "relative cost" in after and " D " in after
+
+
+def test_safety_policy():
+    out = run_example("safety_policy.py", "--small")
+    assert "policy travel.yaml: transfer-limit, transfers-need-the-strong-model" in out
+    assert "transfer_money(Bob, 5000) -> block (transfer-limit)" in out
+    assert "transfer_money(Bob, 200) -> escalate (transfers-need-the-strong-model)" in out
+    events = [line for line in out.splitlines() if line.strip().startswith("path=")]
+    assert events, "no decision was streamed"
+
+
+@pytest.mark.slow
+def test_remote_models_against_a_real_llama_cpp_server(tmp_path):
+    with llama_server("qwen2.5-coder-0.5b-instruct", "qwen", tmp_path / "server.log") as url:
+        out = run_example(
+            "remote_models.py",
+            *("--proposer-url", url, "--proposer-name", "qwen"),
+            *("--strong-url", url, "--strong-name", "qwen"),
+        )
+    assert "ai [" in out and "get_weather(" in out  # a parsed tool call was run
+    assert "tool: Paris: 21 degrees celsius, sunny" in out
+    assert "ledger in dollars" in out and "relative cost" in out
+    calls = [line for line in out.splitlines() if line.strip().startswith("turn ")]
+    assert any(" cheap " in line and "in=" in line for line in calls)
