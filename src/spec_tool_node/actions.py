@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import jsonschema
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
 from spec_tool_node.errors import SpecToolNodeError
 
@@ -61,7 +61,6 @@ class BlockedAction(BaseModel):
 
 
 Action = Annotated[ToolCallsAction | RespondAction | BlockedAction, Field(discriminator="kind")]
-_ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
 
 def new_call_id() -> str:
@@ -152,12 +151,9 @@ def action_from_canonical(text: str) -> Action:
     raise InvalidActionError(f"unknown action kind {key!r}")
 
 
-def action_from_dict(data: dict[str, Any]) -> Action:
-    """Validate a plain dict (as stored in JSON) into an action."""
-    return _ACTION_ADAPTER.validate_python(data)
-
-
-ToolLike = BaseTool | type[BaseModel] | dict[str, Any] | Any
+ToolLike = BaseTool | type[BaseModel] | Callable[..., Any] | dict[str, Any]
+"""What ``convert_to_openai_tool`` reads: a LangChain tool, a pydantic model, a function, or an
+OpenAI tool dict."""
 
 
 def tool_schemas(tools: Sequence[ToolLike]) -> dict[str, dict[str, Any]]:

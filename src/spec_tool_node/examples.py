@@ -1,4 +1,4 @@
-"""The example format shared by training and evaluation (DESIGN section 5), and its JSONL files.
+"""The example format shared by training and evaluation, and its JSONL files.
 
 One example is one decision: the tools, the conversation up to the decision, and the gold action
 in BFCL's possible-answer style::

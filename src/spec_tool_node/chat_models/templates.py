@@ -40,12 +40,6 @@ FALLBACK_TOOL_PROMPT = (
 TOOL_CHOICE_HINT = "You must answer with a tool call."
 
 
-def _text(content: str | list[Any]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content)
-
-
 def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict[str, Any]]:
     """LangChain messages (or OpenAI dicts) to the dicts chat templates read.
 
@@ -57,11 +51,11 @@ def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict
         if isinstance(m, dict):
             out.append(_decoded_arguments(m))
         elif isinstance(m, SystemMessage):
-            out.append({"role": "system", "content": _text(m.content)})
+            out.append({"role": "system", "content": m.text})
         elif isinstance(m, HumanMessage):
-            out.append({"role": "user", "content": _text(m.content)})
+            out.append({"role": "user", "content": m.text})
         elif isinstance(m, AIMessage):
-            entry: dict[str, Any] = {"role": "assistant", "content": _text(m.content)}
+            entry: dict[str, Any] = {"role": "assistant", "content": m.text}
             if m.tool_calls:
                 entry["tool_calls"] = [
                     {
@@ -76,13 +70,13 @@ def to_chat_dicts(messages: Sequence[BaseMessage | dict[str, Any]]) -> list[dict
             out.append(
                 {
                     "role": "tool",
-                    "content": _text(m.content),
+                    "content": m.text,
                     "tool_call_id": m.tool_call_id,
                     "name": m.name,
                 }
             )
         else:
-            out.append({"role": m.type, "content": _text(m.content)})
+            out.append({"role": m.type, "content": m.text})
     return out
 
 

@@ -1,6 +1,6 @@
 """Collect every model output an evaluation needs once per example, into a resumable cache.
 
-For each example the cache holds (DESIGN section 5):
+For each example the cache holds:
 
 - ``proposer``: the proposer's greedy draft with its mean token log-prob (and, on request, its last
   hidden state), tokens and wall time;

@@ -1,6 +1,6 @@
 """Metrics of a simulation: per mode, the oracle router, the threshold sweeps and the verifiers.
 
-Per mode (DESIGN section 5, issue 5): action accuracy (BFCL-style matching, respond and BLOCKED as
+Per mode: action accuracy (BFCL-style matching, respond and BLOCKED as
 their own classes), ``relative_cost`` (cost over the always-strong cost on the same examples,
 in the cost model's units), ``wall_cost_ratio`` (summed wall seconds over always-strong's),
 accept rate, unsafe actions executed, latency p50/p95 and tokens. The verifiers (the trained one,
@@ -10,7 +10,7 @@ the greedy draft is right: AUROC, and precision/recall at the threshold.
 ``savings_share = (1 - relative_cost_D) / (1 - relative_cost_oracle)``: the share of the savings
 the oracle router achieves that mode D keeps (RouteLLM's way of stating what a router is worth).
 
-Safety (issue 5, item 6): ``wrongly_blocked`` counts the examples whose gold is not BLOCKED but
+Safety: ``wrongly_blocked`` counts the examples whose gold is not BLOCKED but
 whose final action is (by the gate or by the model's own refusal), with its rate over those
 examples. Given a second simulation of the same cache with the gate off (an allow-all policy),
 :func:`safety_metrics` sets unsafe actions executed with the gate off against with it on, per
@@ -235,7 +235,7 @@ def signal_metrics(
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Mode D against A, B and the oracle router, and whether issue 5's targets were met."""
+    """Mode D against A, B and the oracle router, and whether the accuracy target was met."""
     a, b, d, o = (metrics.get(k) for k in ("A", "B", "D", "oracle"))
     out: dict[str, Any] = {
         "accuracy_tolerance": ACCURACY_TOLERANCE,

@@ -380,7 +380,7 @@ def bundle_cmd(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``data`` and ``train`` on the main parser."""
-    data = commands.add_parser("data", help="build example files (JSONL, DESIGN section 5)")
+    data = commands.add_parser("data", help="build example files (JSONL)")
     sub = data.add_subparsers(dest="action", required=True)
     p = sub.add_parser("bfcl", help="BFCL v4 (from the bfcl-eval package) on the fixed split")
     p.add_argument(

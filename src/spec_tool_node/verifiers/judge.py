@@ -32,12 +32,6 @@ def judge_answer(text: str) -> float:
     return 1.0 if match is not None and match.group(1).upper() == "ACCEPT" else 0.0
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content or [])
-
-
 class ChatModelVerifier(Verifier):
     """A chat model prompted as a judge with the verifier prompt; one call per draft.
 
@@ -71,7 +65,7 @@ class ChatModelVerifier(Verifier):
             output_tokens=usage.get("output_tokens", 0),
             wall_s=time.perf_counter() - start,
         )
-        return Verdict(judge_answer(_content_text(reply.content)), record)
+        return Verdict(judge_answer(reply.text), record)
 
     def score_batch(
         self,
