@@ -23,6 +23,7 @@ CORE = (
     "costs",
     "errors",
     "examples",
+    "jsonl",
     "middleware",
     "modes",
     "node",

@@ -279,5 +279,5 @@ def test_a_cache_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):
     cache.write_text(line + line[:40])
     assert list(load_results(cache)) == [BASE]
     cache.write_text("{oops\n" + line)
-    with pytest.raises(ValueError, match=r"runs\.jsonl:1: not a trajectory result"):
+    with pytest.raises(ValueError, match=r"runs\.jsonl:1: not JSON"):
         load_results(cache)

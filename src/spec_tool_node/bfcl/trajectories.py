@@ -71,6 +71,7 @@ from spec_tool_node.bfcl.data import MULTI_TURN_CATEGORIES, convert_function
 from spec_tool_node.bfcl.environment import BFCLEnvironment, call_string, cleanup_namespace
 from spec_tool_node.bfcl.tasks import MultiTurnTask, load_task
 from spec_tool_node.costs import TrajectorySummary, TurnRecord, summarize
+from spec_tool_node.jsonl import open_for_append, read_records
 
 if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by the CLI parser
     from langchain_core.messages import BaseMessage
@@ -324,20 +325,12 @@ def run_trajectory(
 def load_results(path: str | Path) -> dict[str, TrajectoryResult]:
     """Finished results of a trajectory cache by task id (missing file: none; a half-written
     last line of a killed run is dropped; the last line of a task wins)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
     results: dict[str, TrajectoryResult] = {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, record in enumerate(read_records(path, strict=True), start=1):
         try:
-            result = TrajectoryResult.model_validate_json(line)
+            result = TrajectoryResult.model_validate(record)
         except ValueError as e:
-            if number == len(lines):
-                continue
-            raise ValueError(f"{path}:{number}: not a trajectory result: {e}") from e
+            raise ValueError(f"{path}: record {number} is not a trajectory result: {e}") from e
         results[result.task_id] = result
     return results
 
@@ -370,8 +363,7 @@ def run_trajectories(
         )
         results.append(result)
         if cache is not None and result.error is None:
-            Path(cache).parent.mkdir(parents=True, exist_ok=True)
-            with Path(cache).open("a", encoding="utf-8") as f:
+            with open_for_append(cache) as f:
                 f.write(result.model_dump_json() + "\n")
         if progress:
             verdict = "success" if result.success else result.check.get("error_type", "failed")

@@ -12,7 +12,7 @@ For each example the cache holds:
 
 One JSONL file per (role, model key) under the cache folder, keyed by example id, appended and
 flushed after every example. A rerun computes only what is missing (a killed run's half-written
-last line is dropped, as in :func:`~spec_tool_node.training.data.load_draft_cache`); the last
+last line is skipped, and cut off before the next append: :mod:`spec_tool_node.jsonl`); the last
 line of an id wins, so a record is updated by appending it again. Scores are stored with the
 draft texts they scored and are recomputed when the drafts change. The verifier and judge files
 are named after the proposer too, since they score its drafts.
@@ -28,7 +28,6 @@ model. An exception in a call is recorded (the cascade turns it into a reject); 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -50,8 +49,8 @@ from spec_tool_node.actions import (
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.examples import Example
+from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.modes import MODES, mode_letter
-from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
@@ -262,7 +261,7 @@ def load_collection(directory: str | Path, keys: ModelKeys) -> Collection:
             continue
         if not path.exists():
             continue
-        for example_id, line in load_draft_cache(path).items():
+        for example_id, line in {r["id"]: r for r in read_records(path)}.items():
             value = {
                 "proposer": lambda r: r["draft"],
                 "samples": lambda r: r["samples"],
@@ -417,9 +416,8 @@ def collect(
         for ex in tqdm(todo, desc="collecting", unit="example", disable=not progress):
             for role, line in runner.run(ex, collection[ex.id], plans[ex.id]):
                 if role not in files:
-                    files[role] = keys.path(directory, role).open("a", encoding="utf-8")
-                files[role].write(json.dumps({"id": ex.id, **line}, ensure_ascii=False) + "\n")
-                files[role].flush()
+                    files[role] = open_for_append(keys.path(directory, role))
+                write_record(files[role], {"id": ex.id, **line})
     finally:
         for f in files.values():
             f.close()

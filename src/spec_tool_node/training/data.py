@@ -35,6 +35,7 @@ from spec_tool_node.actions import (
 from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.chat_models.templates import ReplyRenderError, render_reply
 from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
+from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
 
 NO_TOOL_ANSWER = "None of the available tools can do that, so I cannot help with this request."
@@ -383,7 +384,7 @@ def mine_drafts(
     done = load_draft_cache(cache)
     todo = [e for e in examples if e.id not in done]
     options = {"return_logprobs": True, "return_hidden_state": True} if signals else {}
-    with Path(cache).open("a", encoding="utf-8") as f:
+    with open_for_append(cache) as f:
         for ex in tqdm(todo, desc="mining proposer drafts", disable=not progress):
             model = proposer.bind_tools(ex.tools) if ex.tools else proposer
             start = time.perf_counter()
@@ -408,26 +409,12 @@ def mine_drafts(
                 )
             except InvalidActionError as e:
                 record.update(draft=None, valid=False, right=False, error=str(e))
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
+            write_record(f, record)
             done[ex.id] = record
     return {i: [r["draft"]] for i, r in done.items() if r.get("valid")}
 
 
 def load_draft_cache(cache: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a draft cache; a line cut off by a killed run is ignored (it is recomputed)."""
-    cache = Path(cache)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict[str, Any]] = {}
-    if cache.exists():
-        text = cache.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):  # drop the half-written last line before appending
-            text = text[: text.rfind("\n") + 1]
-            cache.write_text(text, encoding="utf-8")
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done[record["id"]] = record
-    return done
+    """Read a draft cache by example id; a line cut off by a killed run is skipped (it is
+    recomputed), and the last record of an id wins."""
+    return {record["id"]: record for record in read_records(cache)}
