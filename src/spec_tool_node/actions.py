@@ -9,6 +9,7 @@ that write the same call in different surface forms produce the same action.
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
@@ -163,6 +164,49 @@ def tool_schemas(tools: Sequence[ToolLike]) -> dict[str, dict[str, Any]]:
         function = convert_to_openai_tool(tool)["function"]
         schemas[function["name"]] = function
     return schemas
+
+
+def normalize_tool_name(name: str) -> str:
+    """The form tool names are compared in: NFKC, no invisible format characters, no surrounding
+    whitespace, case-folded. Models and attackers vary exactly these; a rule must not miss them."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return text.strip().casefold()
+
+
+def resolve_tool_names(action: Action, schemas: dict[str, dict[str, Any]]) -> Action:
+    """``action`` with each call's name replaced by the bound tool it unambiguously means.
+
+    A model (or an attacker) may write ``" Transfer_Money"`` for ``transfer_money``: names are
+    compared after :func:`normalize_tool_name` (NFKC, no invisible characters, no surrounding
+    whitespace, case-folded), so the call either becomes the bound tool's, rules included, or
+    keeps a name that :func:`validate_action` rejects. A name two bound tools share after
+    normalisation resolves only when it equals one of them exactly.
+    """
+    if not isinstance(action, ToolCallsAction):
+        return action
+    by_normal: dict[str, list[str]] = {}
+    for name in schemas:
+        by_normal.setdefault(normalize_tool_name(name), []).append(name)
+    calls = []
+    for call in action.calls:
+        candidates = by_normal.get(normalize_tool_name(call.name), [])
+        if call.name not in schemas and len(candidates) == 1:
+            call = call.model_copy(update={"name": candidates[0]})
+        calls.append(call)
+    return action.model_copy(update={"calls": calls})
+
+
+def resolve_action(action: Action, tools: Sequence[ToolLike] | dict[str, dict[str, Any]]) -> Action:
+    """:func:`resolve_tool_names`, then :func:`validate_action`: the runnable form of ``action``.
+
+    Raises:
+        InvalidActionError: naming the call and what was wrong with it.
+    """
+    schemas = tools if isinstance(tools, dict) else tool_schemas(tools)
+    resolved = resolve_tool_names(action, schemas)
+    validate_action(resolved, schemas)
+    return resolved
 
 
 def validate_action(action: Action, tools: Sequence[ToolLike] | dict[str, dict[str, Any]]) -> None:

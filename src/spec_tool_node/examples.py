@@ -64,6 +64,30 @@ class Example(BaseModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _unsafe_entries_are_calls(self) -> Example:
+        """An unsafe entry in another shape (``{tool: {arg: value}}``, say) would never match a
+        call, and the suite's unsafe count would read zero whatever the models did."""
+        bound = {tool_name(t) for t in self.tools}
+        for i, entry in enumerate(self.unsafe):
+            where = f"example {self.id!r}: unsafe[{i}]"
+            if not isinstance(entry.get("name"), str) or not entry["name"]:
+                raise ValueError(
+                    f"{where} has no tool name: write {{'name': tool, 'arguments': {{...}}}}, "
+                    f"got {entry!r:.120}"
+                )
+            extra = set(entry) - {"name", "arguments"}
+            if extra or not isinstance(entry.get("arguments", {}), dict):
+                raise ValueError(
+                    f"{where} must be {{'name': tool, 'arguments': {{...}}}}, got {entry!r:.120}"
+                )
+            if entry["name"] not in bound:
+                raise ValueError(
+                    f"{where} names tool {entry['name']!r}, which is not in its tool list "
+                    f"({', '.join(sorted(bound)) or 'none'})"
+                )
+        return self
+
 
 def tool_name(tool: dict[str, Any]) -> str:
     """The name of an OpenAI tool schema, wrapped (``{"type": "function", ...}``) or bare."""
@@ -77,7 +101,9 @@ def read_examples(
 
     Args:
         on_error: ``"raise"`` stops at the first bad line with an :class:`ExampleError` naming
-            the file and line; ``"skip"`` warns with the same message and goes on.
+            the file, the line and the example's id; ``"skip"`` warns with the same message and
+            goes on. A gold call of an unbound tool and an ``unsafe`` entry that is not
+            ``{"name": bound tool, "arguments": {...}}`` are errors.
     """
     path = Path(path)
     with path.open(encoding="utf-8") as f:
@@ -91,10 +117,19 @@ def read_examples(
                     f"{'.'.join(str(p) for p in err['loc']) or 'line'}: {err['msg']}"
                     for err in e.errors()
                 )
-                message = f"{path}:{number}: {problems}"
+                message = f"{path}:{number}{_id_of(line)}: {problems}"
                 if on_error == "raise":
                     raise ExampleError(message) from None
                 warnings.warn(message, stacklevel=2)
+
+
+def _id_of(line: str) -> str:
+    """`` (id 'x')`` for a line whose id can be read, so an error names the example too."""
+    try:
+        example_id = json.loads(line).get("id")
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    return f" (id {example_id!r})" if isinstance(example_id, str) else ""
 
 
 def write_examples(path: str | Path, examples: Iterable[Example]) -> int:

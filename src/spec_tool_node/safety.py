@@ -35,7 +35,6 @@ import json
 import math
 import operator
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,13 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from spec_tool_node.actions import Action, BlockedAction, ToolCall, ToolCallsAction
+from spec_tool_node.actions import (
+    Action,
+    BlockedAction,
+    ToolCall,
+    ToolCallsAction,
+    normalize_tool_name,
+)
 from spec_tool_node.errors import SpecToolNodeError
 
 Operator = Literal[
@@ -76,14 +81,6 @@ _PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]
 
 class SafetyPolicyError(SpecToolNodeError, ValueError):
     """A policy that cannot be loaded; the message names the file, the rule and the field."""
-
-
-def normalize_tool_name(name: str) -> str:
-    """The form tool names are compared in: NFKC, no invisible format characters, no surrounding
-    whitespace, case-folded. Models and attackers vary exactly these; a rule must not miss them."""
-    text = unicodedata.normalize("NFKC", name)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return text.strip().casefold()
 
 
 def _number(value: Any) -> int | float | None:
@@ -141,7 +138,7 @@ def _show(value: Any) -> str:
     """A short, printable rendering of an argument value for a reason text."""
     try:
         text = json.dumps(value, ensure_ascii=True, default=repr)
-    except ValueError:  # an int too long to print, or a container that holds itself
+    except (ValueError, RecursionError):  # an int too long to print, a cycle, deep nesting
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -222,7 +219,10 @@ class ArgPredicate(BaseModel):
             if self.if_missing == "pass":
                 return Outcome(False)
             return Outcome(True, f"argument {self.arg!r} is missing")
-        result = self._compare(actual)
+        try:
+            result = self._compare(actual)
+        except RecursionError:  # nested deeper than Python compares: unreadable, not a crash
+            result = None
         if result is None:
             return Outcome(
                 True, f"argument {self.arg!r} = {_show(actual)} could not be read for {self.op}"

@@ -9,6 +9,7 @@ counted twice.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import zlib
 from collections import Counter
@@ -29,7 +30,8 @@ from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from tests.reliability.common import RAN, TOOLS, react_graph
 
-N = 64
+N = int(os.environ.get("RELIABILITY_TRAJECTORIES", "64"))
+"""Concurrent trajectories (benchmarks/reliability.py runs more)."""
 
 
 def trajectory_of(messages: Sequence[BaseMessage]) -> int:
@@ -110,7 +112,7 @@ async def run_all(graph: Any) -> list[dict[str, Any]]:
     )
 
 
-def test_64_concurrent_trajectories_keep_separate_exact_ledgers() -> None:
+def test_concurrent_trajectories_keep_separate_exact_ledgers() -> None:
     RAN.clear()
     cheap, strong, verifier = CityModel(name="cheap"), CityModel(name="strong"), ParityVerifier()
     node = SpeculativeActionNode(

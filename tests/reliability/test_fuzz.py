@@ -8,9 +8,10 @@ classified as allowed because of how it was written (surface form, name spelling
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 
@@ -27,9 +28,9 @@ from spec_tool_node.evaluation.safety_suite import load_policy
 from spec_tool_node.safety import ArgPredicate, SafetyPolicy
 from tests.reliability.common import LIMIT, TOOLS
 
-FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
-)
+FUZZ = settings()  # the profile from conftest.py: quick under make test, long in the benchmark
+EXAMPLES: Counter[str] = Counter()
+"""Generated cases per test, read by benchmarks/reliability.py."""
 SCHEMAS = tool_schemas(TOOLS)
 SUITE_POLICY = load_policy()
 
@@ -70,6 +71,7 @@ def gate(message: AIMessage, policy: SafetyPolicy = LIMIT) -> str:
 @FUZZ
 @given(any_text)
 def test_parser_never_raises_on_any_text(text: str) -> None:
+    EXAMPLES["test_parser_never_raises_on_any_text"] += 1
     reply = parse_reply(text)
     for call in reply.tool_calls:
         assert isinstance(call["name"], str) and isinstance(call["args"], dict)
@@ -79,6 +81,7 @@ def test_parser_never_raises_on_any_text(text: str) -> None:
 @FUZZ
 @given(json_values, st.sampled_from(["tagged", "fenced", "bare", "doubled"]))
 def test_parser_never_raises_on_json(value: Any, form: str) -> None:
+    EXAMPLES["test_parser_never_raises_on_json"] += 1
     gate(message_of(wrap(json.dumps(value), form)))
 
 
@@ -127,6 +130,7 @@ def name_variants(draw: st.DrawFn, name: str) -> str:
 def test_no_over_limit_transfer_is_allowed_whatever_its_form(
     amount: Any, name: str, form: str
 ) -> None:
+    EXAMPLES["test_no_over_limit_transfer_is_allowed_whatever_its_form"] += 1
     call = {"name": name, "arguments": {"recipient": "bob", "amount": amount}}
     assert gate(message_of(wrap(json.dumps(call), form))) in ("block", "invalid")
     # and straight to the policy, skipping the schema check that would catch some of these
@@ -137,6 +141,7 @@ def test_no_over_limit_transfer_is_allowed_whatever_its_form(
 @FUZZ
 @given(name_variants("delete_all_files"), arguments)
 def test_a_glob_rule_fires_on_every_spelling_of_the_name(name: str, args: dict) -> None:
+    EXAMPLES["test_a_glob_rule_fires_on_every_spelling_of_the_name"] += 1
     action = ToolCallsAction(calls=[ToolCall(name=name, arguments=args)])
     assert LIMIT.check(action).rule == "no-delete"
 
@@ -144,6 +149,7 @@ def test_a_glob_rule_fires_on_every_spelling_of_the_name(name: str, args: dict) 
 @FUZZ
 @given(st.text(max_size=40), arguments)
 def test_validator_raises_only_invalid_action_errors(name: str, args: dict) -> None:
+    EXAMPLES["test_validator_raises_only_invalid_action_errors"] += 1
     if not name:
         return  # a ToolCall needs a name (pydantic refuses an empty one before any validator)
     action = ToolCallsAction(calls=[ToolCall(name=name, arguments=args)])
@@ -158,6 +164,7 @@ def test_validator_raises_only_invalid_action_errors(name: str, args: dict) -> N
 @given(json_values | huge_text, st.sampled_from(["gt", "eq", "ne", "in", "not_in", "regex",
                                                   "contains", "le"]))  # fmt: skip
 def test_predicates_never_raise(value: Any, op: str) -> None:
+    EXAMPLES["test_predicates_never_raise"] += 1
     rule_value = {"in": ["bob", 5], "not_in": ["bob"], "regex": r"^\d+$", "contains": "x"}.get(
         op, 1000
     )
@@ -168,6 +175,7 @@ def test_predicates_never_raise(value: Any, op: str) -> None:
 @FUZZ
 @given(json_values | huge_text)
 def test_amount_passes_the_limit_only_when_it_reads_as_a_number_within_it(value: Any) -> None:
+    EXAMPLES["test_amount_passes_the_limit_only_when_it_reads_as_a_number_within_it"] += 1
     action = ToolCallsAction(
         calls=[ToolCall(name="transfer_money", arguments={"recipient": "bob", "amount": value})]
     )
@@ -176,12 +184,13 @@ def test_amount_passes_the_limit_only_when_it_reads_as_a_number_within_it(value:
         assert float(value) <= 1000  # a number, or a string Python itself reads as one
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@FUZZ
 @given(
     st.sampled_from(["run_shell_command", "delete_directory", "send_email", "transfer_money"]),
     arguments,
 )
 def test_the_suite_policy_never_raises_on_odd_arguments(name: str, args: dict) -> None:
+    EXAMPLES["test_the_suite_policy_never_raises_on_odd_arguments"] += 1
     action = ToolCallsAction(calls=[ToolCall(name=name, arguments=args)])
     assert SUITE_POLICY.check(action).effect in ("allow", "block", "escalate")
 

@@ -34,13 +34,16 @@ class ParsedReply:
 
 
 def _decode_all(blob: str) -> list[Any] | None:
-    """Decode one or more concatenated JSON values (JSONL-style); None if any part is not JSON."""
+    """Decode one or more concatenated JSON values (JSONL-style); None if any part is not JSON.
+
+    JSON nested deeper than Python's recursion limit counts as not JSON (a model, or an attacker
+    writing into a tool result, can produce it; it must not crash the run)."""
     decoder, values, i = json.JSONDecoder(), [], 0
     blob = blob.strip()
     while i < len(blob):
         try:
             value, end = decoder.raw_decode(blob, i)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None
         values.append(value)
         i = end
