@@ -68,3 +68,20 @@ def test_remote_models_against_a_real_llama_cpp_server(tmp_path):
     assert "ledger in dollars" in out and "relative cost" in out
     calls = [line for line in out.splitlines() if line.strip().startswith("turn ")]
     assert any(" cheap " in line and "in=" in line for line in calls)
+
+
+def test_lossless():
+    out = run_example("lossless.py", "--small", "--question", "Convert 250 EUR to USD.")
+    assert "mode A actions:" in out and "mode F actions:" in out
+    assert "same actions: True" in out and "same actions: False" not in out  # lossless
+    assert "draft tokens (" in out and "wall time: mode A" in out
+
+
+@pytest.mark.slow
+def test_train_your_own(tmp_path):
+    out = run_example("train_your_own.py", "--small", "--work", str(tmp_path / "work"))
+    assert "$ spec-tool-node data chat-logs" in out
+    assert "$ spec-tool-node train verifier --method probe" in out
+    assert "cross-validated AUROC" in out
+    assert (tmp_path / "work" / "bundle" / "cascade.json").is_file()
+    assert "relative cost" in out  # the agent ran on the new bundle
