@@ -1,0 +1,188 @@
+"""Report of the side-by-side run (``benchmarks/lossless_bfcl.py``): modes A, B, F, D and G.
+
+Every decision is replayed with the cascade's own decision function (the simulator's
+:func:`~spec_tool_node.evaluation.simulator.replay`) from what the run measured on each example:
+the proposer's greedy draft (its exact text and token log-probs), the strong model's own action
+(mode A) and its continuation of that draft (mode F; also the speculative fallback of D and G,
+which continue the same greedy draft). Mode D's verifier scores come from the committed BFCL
+cache, which scored the same greedy drafts; an example whose draft differs from the cached one has
+no score and is left out of D (counted in the report).
+
+Costs: per-call units (strong 1.00, cheap 0.15, verifier 0.05) with a continuation priced by the
+work it did, reading a token at ``prefill_weight`` of a decoding step; the weight is measured from
+the run itself (a least-squares fit of the strong model's calls' wall times to tokens read and
+decoding steps taken). Wall: each decision's calls, summed, as measured side by side.
+
+    .venv/bin/python benchmarks/lossless_report.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from spec_tool_node import bfcl
+from spec_tool_node.actions import tool_schemas
+from spec_tool_node.chat_models.parsing import parse_reply
+from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import CostModel
+from spec_tool_node.evaluation.collector import Collected, message_record
+from spec_tool_node.evaluation.simulator import SampleResult, replay
+from spec_tool_node.training.data import load_draft_cache
+
+CACHE = Path("benchmarks/results/bfcl/cache")
+BUNDLE = Path("benchmarks/results/verifier/bundle/cascade.json")
+MODES = {"A": "always strong", "B": "cheap only", "F": "lossless", "D": "verifier + spec. fallback"}
+
+
+def message_of(part: dict[str, Any]) -> AIMessage:
+    """The reply a row part describes, rebuilt from its exact text (parsed as the model's is)."""
+    parsed = parse_reply(part["raw_text"] or "")
+    metadata = {k: part[k] for k in ("raw_text", "end_text") if part.get(k) is not None}
+    if part.get("logprobs"):
+        metadata["logprobs"] = {"content": part["logprobs"]}
+    if part.get("lossless"):
+        metadata["lossless"] = part["lossless"]
+    tokens_in, tokens_out = part["input_tokens"], part["output_tokens"]
+    return AIMessage(
+        content=parsed.content,
+        tool_calls=parsed.tool_calls,
+        invalid_tool_calls=parsed.invalid_tool_calls,
+        usage_metadata={
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        },
+        response_metadata=metadata,
+    )
+
+
+def collected_of(row: dict[str, Any], example: Any, scores: dict[str, Any]) -> Collected:
+    tools = tool_schemas(example.tools)
+
+    def record(part: dict[str, Any], name: str) -> dict[str, Any]:
+        return message_record(message_of(part), tools, wall_s=part["wall_s"], model_name=name)
+
+    draft = record(row["draft"], "qwen2.5-coder-0.5b-instruct")
+    verifier = scores.get(row["id"])
+    single = (verifier or {}).get("single") or {}
+    same = single.get("drafts") == ([draft["action"]] if draft["valid"] else None)
+    return Collected(
+        draft=draft,
+        verifier={"single": single} if same else None,
+        strong=record(row["A"], "qwen2.5-coder-1.5b-instruct"),
+        continued=record(row["F"], "qwen2.5-coder-1.5b-instruct"),
+    )
+
+
+def prefill_weight(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Seconds per read token and per decoding step of the strong model, fitted by least
+    squares (no intercept) over its A and F calls, and their ratio."""
+    xs: list[tuple[float, float]] = []
+    ys: list[float] = []
+    for r in rows:
+        a, f = r["A"], r["F"]
+        xs.append((a["input_tokens"], max(a["output_tokens"] - 1, 0)))
+        ys.append(a["wall_s"])
+        xs.append((f["input_tokens"], max(f["lossless"]["generated_tokens"] - 1, 0)))
+        ys.append(f["wall_s"])
+    s11 = sum(x[0] * x[0] for x in xs)
+    s12 = sum(x[0] * x[1] for x in xs)
+    s22 = sum(x[1] * x[1] for x in xs)
+    t1 = sum(x[0] * y for x, y in zip(xs, ys, strict=True))
+    t2 = sum(x[1] * y for x, y in zip(xs, ys, strict=True))
+    det = s11 * s22 - s12 * s12
+    read, step = (s22 * t1 - s12 * t2) / det, (s11 * t2 - s12 * t1) / det
+    return read, step, read / step
+
+
+def summarize(results: list[SampleResult], baseline: list[SampleResult]) -> dict[str, Any]:
+    n = len(results)
+    base = {r.id: r for r in baseline}
+    ratios = [r.wall_s / base[r.id].wall_s for r in results]
+    return {
+        "n": n,
+        "accuracy": sum(r.correct for r in results) / n,
+        "cost": sum(r.cost for r in results) / sum(base[r.id].cost for r in results),
+        "wall": sum(r.wall_s for r in results) / sum(base[r.id].wall_s for r in results),
+        "median_wall_ratio": statistics.median(ratios),
+        "median_wall_s": statistics.median(r.wall_s for r in results),
+        "accept_rate": sum(r.path == "accepted" for r in results) / n,
+        "same_action_as_A": sum(r.action == base[r.id].action for r in results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="benchmarks/results/lossless/side_by_side.jsonl")
+    parser.add_argument("--gate", default="benchmarks/results/gate/calibration.json")
+    parser.add_argument("--out", default="benchmarks/results/lossless")
+    args = parser.parse_args()
+
+    rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
+    examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
+    verifier_file = next(CACHE.glob("verifier--*--on--qwen2.5-coder-0.5b-instruct-*.jsonl"))
+    scores = load_draft_cache(verifier_file)
+    read_s, step_s, weight = prefill_weight(rows)
+    bundle = CascadeConfig.load(BUNDLE)
+    gate = json.loads(Path(args.gate).read_text()) if Path(args.gate).exists() else None
+    base = bundle.model_copy(
+        update={
+            "cost_model": CostModel(prefill_weight=weight),
+            "gate_threshold": gate["gate_threshold"] if gate else 0.5,
+        }
+    )
+    collected = {r["id"]: collected_of(r, examples[r["id"]], scores) for r in rows}
+    modes = [*MODES, *(["G"] if gate else [])]
+    results: dict[str, list[SampleResult]] = {}
+    for mode in modes:
+        config = base.model_copy(update={"mode": mode})
+        chosen = [r for r in rows if mode != "D" or collected[r["id"]].verifier is not None]
+        results[mode] = [replay(examples[r["id"]], collected[r["id"]], config) for r in chosen]
+    flat = bundle.model_copy(update={"mode": "F"})  # a continuation priced as a full strong call
+    flat_f = [replay(examples[r["id"]], collected[r["id"]], flat) for r in rows]
+
+    summary: dict[str, Any] = {
+        "examples": len(rows),
+        "by_category": {
+            c: sum(r["category"] == c for r in rows)
+            for c in dict.fromkeys(r["category"] for r in rows)
+        },
+        "strong_read_s_per_token": read_s,
+        "strong_decode_s_per_step": step_s,
+        "prefill_weight": weight,
+        "gate": gate,
+        "F_same_text_as_A": sum(
+            (r["F"]["raw_text"], r["F"]["end_text"]) == (r["A"]["raw_text"], r["A"]["end_text"])
+            for r in rows
+        ),
+        "F_full_draft_kept": sum(r["F"]["lossless"]["full_draft_kept"] for r in rows),
+        "F_kept_share_of_output": sum(r["F"]["lossless"]["kept_tokens"] for r in rows)
+        / sum(r["A"]["output_tokens"] for r in rows),
+        "F_kept_share_of_draft": sum(r["F"]["lossless"]["kept_tokens"] for r in rows)
+        / max(sum(r["F"]["lossless"]["draft_tokens"] for r in rows), 1),
+        "F_cost_flat_per_call": sum(x.cost for x in flat_f) / len(flat_f),
+        "modes": {m: summarize(results[m], results["A"]) for m in modes},
+        "differences": [
+            {"id": r["id"], "A": r["A"]["raw_text"], "F": r["F"]["raw_text"]}
+            for r in rows
+            if r["F"]["raw_text"] != r["A"]["raw_text"]
+        ],
+        "D_left_out": len(rows) - len(results["D"]),
+    }
+    out = Path(args.out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with (out / "samples.jsonl").open("w") as f:
+        for mode in modes:
+            for result in results[mode]:
+                f.write(json.dumps(result.to_dict()) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "differences"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
