@@ -58,6 +58,9 @@ class TrainedVerifier(Verifier):
             )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # the label is read at the last position: pad and cut on the left (the draft and the
+        # question sit at the end)
+        self.tokenizer.padding_side = self.tokenizer.truncation_side = "left"
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
         self.name = name or model or "verifier"
@@ -76,19 +79,15 @@ class TrainedVerifier(Verifier):
         if not drafts:
             return []
         start = time.perf_counter()
-        keep = -(self.max_length or 0)  # [-0:] keeps everything
-        rows = [
-            self.tokenizer(
-                render_verifier_prompt(self.tokenizer, context, tools, d), add_special_tokens=False
-            ).input_ids[keep:]
-            for d in drafts
-        ]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
+        batch = self.tokenizer(
+            [render_verifier_prompt(self.tokenizer, context, tools, d) for d in drafts],
+            add_special_tokens=False,
+            padding=True,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        ids, mask = batch["input_ids"], batch["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         device = self.model.device
         with self._lock, torch.inference_mode():
@@ -105,7 +104,7 @@ class TrainedVerifier(Verifier):
             role="verifier",
             model=self.name,
             purpose="verify",
-            input_tokens=sum(map(len, rows)),
+            input_tokens=int(mask.sum()),
             output_tokens=0,
             wall_s=time.perf_counter() - start,
         )
