@@ -29,11 +29,12 @@ def say(text: str) -> AIMessage:
 
 
 def stamp(message: AIMessage, model_name: str) -> AIMessage:
-    """A copy with the usage and model name a real chat model would set (10 in, 5 out)."""
+    """A copy with the usage and model name a real chat model would set (10 in, 5 out); other
+    scripted metadata (token log-probs, say) is kept."""
     return message.model_copy(
         update={
             "usage_metadata": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
-            "response_metadata": {"model_name": model_name},
+            "response_metadata": {**message.response_metadata, "model_name": model_name},
         }
     )
 

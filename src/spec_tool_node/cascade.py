@@ -6,34 +6,44 @@ and *yields* what it needs done (propose drafts, score them, let the strong mode
 and an async driver in :class:`Cascade` carry those requests out, so both paths share every
 decision.
 
-Rules that hold in every mode: a draft that does not parse, names an unbound
-tool or breaks the schema is rejected before any verifier (reason ``invalid``); a proposer or
-verifier exception is a reject with its reason; a strong-model exception propagates as a
-:class:`CascadeError`; LangGraph interrupts always propagate; the safety gate checks the final
-action whoever produced it.
+Rules that hold in every mode: a draft that does not parse, names an unbound tool, breaks the
+schema or is empty is rejected before any verifier (reason ``invalid``); tool names are resolved
+against the bound tools first (case, whitespace); a proposer or verifier exception or timeout is a
+reject with its reason; the strong model's action is validated like a draft, and an invalid one
+ends the turn without a tool call (path ``invalid``); a strong-model exception or timeout
+propagates as a :class:`CascadeError` that carries the turn's partial ledger entry; LangGraph
+interrupts always propagate; the safety gate checks the final action whoever produced it, and an
+action a rule escalates to a person ends the decision on path ``escalated`` for the node to ask.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.errors import GraphBubbleUp
+from langgraph.func import task
 
 from spec_tool_node.actions import (
     Action,
     BlockedAction,
     InvalidActionError,
     RespondAction,
+    ToolCall,
+    ToolCallsAction,
     action_from_message,
     action_to_message,
     canonical_text,
-    validate_action,
+    resolve_action,
 )
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
@@ -41,12 +51,27 @@ from spec_tool_node.errors import ConfigError, SpecToolNodeError
 from spec_tool_node.modes import MODES, ModeSpec, describe_models, missing_models
 from spec_tool_node.safety import SafetyDecision, SafetyPolicy
 from spec_tool_node.verifiers.base import Verdict, Verifier
+from spec_tool_node.verifiers.gate import gate_signal
 
 T = TypeVar("T")
 
 
 class CascadeError(SpecToolNodeError, RuntimeError):
-    """The strong model failed: there is nothing left to fall back to."""
+    """The strong model failed: there is nothing left to fall back to.
+
+    Attributes:
+        model: the strong model's name.
+        turn: the turn's ledger entry up to the failure (path ``"error"``): every call that was
+            made, the failed one included, so a caller can still account for them.
+    """
+
+    def __init__(self, message: str, *, model: str, turn: TurnRecord | None = None) -> None:
+        super().__init__(message)
+        self.model, self.turn = model, turn
+
+
+class ModelTimeoutError(SpecToolNodeError, TimeoutError):
+    """A model call took longer than ``CascadeConfig.call_timeout_s``."""
 
 
 # -- what the decision function asks its driver for -------------------------------------------
@@ -65,6 +90,15 @@ class Score:
 @dataclass(frozen=True)
 class Act:
     pass
+
+
+@dataclass(frozen=True)
+class Continue:
+    """The strong model continues ``draft``: its own greedy action, checked against the draft
+    in one pass and written only from the first token it disagrees with (mode F, and the
+    speculative fallback)."""
+
+    draft: AIMessage
 
 
 @dataclass
@@ -94,6 +128,10 @@ class Decision:
     p_accept: float | None = None
     reject_reason: str | None = None
     safety: SafetyDecision = field(default_factory=lambda: SafetyDecision(effect="allow"))
+    decided_by: Literal["strong", "human"] | None = None
+    lossless: dict[str, Any] | None = None
+    """When the strong model continued a draft: its ``draft_tokens``, ``kept_tokens`` and
+    ``full_draft_kept`` (see :meth:`HFChatModel.continue_draft`)."""
 
 
 def decide(
@@ -102,33 +140,66 @@ def decide(
     policy: SafetyPolicy,
     tools: dict[str, dict[str, Any]],
     has_strong: bool,
-) -> Generator[Propose | Score | Act, Any, Decision]:
-    """The whole decision, for every mode."""
+    can_continue: bool = False,
+) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
+    """The whole decision, for every mode.
+
+    ``can_continue``: the strong model can continue a draft (mode F requires it; with
+    ``config.speculative_fallback`` every fallback then continues the best draft).
+    """
+    lossless = spec.scorer == "lossless"
+    if lossless and not can_continue:
+        raise ConfigError(_NO_CONTINUATION)
     count = spec.draft_count(config.n_drafts)
     drafts: list[Draft] = (yield Propose(count)) if count else []
     for draft in drafts:
         _check(draft, tools)
     valid = [d for d in drafts if d.error is None]
 
-    if valid and spec.scorer != "none":
+    if valid and spec.scorer in ("verifier", "judge"):
         scored: Scored = yield Score([d.action for d in valid])
         for d, p in zip(valid, scored.p_accept, strict=True):
             d.p_accept, d.error = p, scored.error
-    else:
+    elif spec.scorer == "gate":  # the drafting pass's own log-probs: no model call
+        for d in valid:
+            signal = gate_signal(d.message) if d.message is not None else None
+            d.p_accept = 0.0 if signal is None else signal
+            d.error = "gate: the draft has no token log-probs" if signal is None else None
+    elif not lossless:
         for d in valid:
             d.p_accept = 1.0  # mode B trusts its draft
     best = max(valid, key=lambda d: d.p_accept or 0.0, default=None)
     gate = policy.check(best.action) if best else SafetyDecision(effect="allow")
+    threshold = config.gate_threshold if spec.scorer == "gate" else config.threshold
+    passed = not lossless and best is not None and (best.p_accept or 0.0) >= threshold
 
-    if best and best.p_accept >= config.threshold and gate.effect != "escalate":
+    if passed and best and gate.effect != "escalate":
         return _gated(best.action, policy, "accepted", "cheap", best.message, best.p_accept)
 
-    reason = _reject_reason(drafts, best, gate)
+    reason = None if lossless else _reject_reason(drafts, best, gate)
     p_best = best.p_accept if best else None
+    if passed and best and gate.escalate_to == "human":
+        return Decision(best.action, "escalated", "cheap", best.message, p_best, reason, gate)
     if has_strong:
-        message: AIMessage = yield Act()
+        source = (
+            _to_continue(drafts, best)
+            if can_continue and (lossless or config.speculative_fallback)
+            else None
+        )
+        message: AIMessage = yield Continue(source) if source is not None else Act()
+        info = message.response_metadata.get("lossless") if source is not None else None
         path = "fallback" if drafts else "strong"
-        return _gated(_action_of(message), policy, path, "strong", message, p_best, reason)
+        if lossless:  # the draft is never accepted as it stands: the strong model checked it
+            path = "accepted" if info and info.get("full_draft_kept") else "continued"
+        action, invalid = strong_action(message, tools)
+        if invalid is not None:
+            why = "; ".join(r for r in (reason, invalid) if r)
+            return Decision(action, "invalid", "strong", message, p_best, why, lossless=info)
+        decision = _gated(action, policy, path, "strong", message, p_best, reason)
+        decision.lossless = info
+        if decision.path != "escalated" and "escalate" in (gate.effect, decision.safety.effect):
+            decision.decided_by = "strong"  # an escalation the strong model settled
+        return decision
     if best is not None:  # cheap only, and the gate wants a second opinion nobody can give
         blocked = BlockedAction(reason=gate.reason or "", rule=gate.rule, attempted=best.action)
         return Decision(blocked, "blocked", "cheap", best.message, p_best, reason, gate)
@@ -139,15 +210,43 @@ def decide(
     return Decision(RespondAction(content=text), "invalid", "cheap", None, None, reason)
 
 
+_NO_CONTINUATION = (
+    "mode F (lossless) needs a strong model that can continue a draft: a local HFChatModel, "
+    "which teacher-forces the draft and keeps its own greedy prefix. An API chat model cannot "
+    "score a continuation; serve the strong model with vLLM and its own speculative decoding "
+    'instead (the proposer as draft model: --speculative-config \'{"model": ..., '
+    '"num_speculative_tokens": 5}\'), which is lossless at the token level, and use mode A'
+)
+
+
+def can_continue(model: Any) -> bool:
+    """Whether ``model`` can continue a draft losslessly (a local model with ``continue_draft``).
+
+    A model wrapped by ``bind_tools`` or ``bind`` is looked through to the model itself.
+    """
+    bound = getattr(model, "bound", model)
+    return callable(getattr(bound, "continue_draft", None))
+
+
+def _to_continue(drafts: list[Draft], best: Draft | None) -> AIMessage | None:
+    """The draft the strong model continues: the best scored one, else the first it can read
+    (an invalid draft's text still shares its first tokens with a right action)."""
+    if best is not None and best.message is not None:
+        return best.message
+    return next((d.message for d in drafts if d.message is not None), None)
+
+
 def _check(draft: Draft, tools: dict[str, dict[str, Any]]) -> None:
     """Reject a draft that cannot run (unparseable, unbound tool, bad arguments) before scoring."""
     if draft.error is not None or draft.message is None:
         return
     try:
-        draft.action = action_from_message(draft.message)
-        validate_action(draft.action, tools)
+        draft.action = resolve_action(action_from_message(draft.message), tools)
     except InvalidActionError as e:
         draft.error = f"invalid: {e}"
+        return
+    if isinstance(draft.action, RespondAction) and not draft.action.content:
+        draft.error = "invalid: empty reply"
 
 
 def _reject_reason(drafts: list[Draft], best: Draft | None, gate: SafetyDecision) -> str | None:
@@ -162,12 +261,25 @@ def _reject_reason(drafts: list[Draft], best: Draft | None, gate: SafetyDecision
     return "rejected"
 
 
-def _action_of(message: AIMessage) -> Action:
-    """The strong model's action; an unparseable call ends the turn with its text, never a crash."""
+def strong_action(
+    message: AIMessage, tools: dict[str, dict[str, Any]]
+) -> tuple[Action, str | None]:
+    """The strong model's action, validated like a draft, and why it is invalid (or None).
+
+    An invalid action (unparseable, unbound tool, bad arguments, empty) must never reach a tool
+    node as an executable call; there is nobody left to fall back to, so the turn ends with a
+    reply that says what went wrong.
+    """
     try:
-        return action_from_message(message)
+        action = resolve_action(action_from_message(message), tools)
     except InvalidActionError as e:
-        return RespondAction(content=message.text or f"The model produced an invalid action: {e}")
+        problem = str(e)
+    else:
+        if not (isinstance(action, RespondAction) and not action.content):
+            return action, None
+        problem = "empty reply"
+    text = f"No action taken: the strong model's reply was invalid ({problem})."
+    return RespondAction(content=text), f"strong invalid: {problem}"
 
 
 def _gated(
@@ -179,10 +291,13 @@ def _gated(
     p_accept: float | None = None,
     reason: str | None = None,
 ) -> Decision:
-    """Apply the safety gate to the final action (escalate has been settled by now)."""
+    """Apply the safety gate to the final action. An escalation to the strong model has been
+    settled by now; one to a person ends on path ``escalated``, for the node to ask."""
     final, gate = policy.apply(action)
     if isinstance(final, BlockedAction):
         path = "blocked"
+    elif gate.escalate_to == "human":
+        path = "escalated"
     return Decision(final, path, winner, message, p_accept, reason, gate)
 
 
@@ -201,9 +316,15 @@ class ModelCalls(Protocol):
 
     def act(self) -> AIMessage: ...
 
+    def continue_draft(self, draft: AIMessage) -> AIMessage:
+        """The strong model's own action, checked against ``draft`` (mode F, fallbacks)."""
+        ...
+
     async def adraft(self, sample: bool) -> AIMessage: ...
 
     async def aact(self) -> AIMessage: ...
+
+    async def acontinue_draft(self, draft: AIMessage) -> AIMessage: ...
 
 
 def _record(
@@ -216,6 +337,7 @@ def _record(
 ) -> CallRecord:
     usage = (message.usage_metadata if message is not None else None) or {}
     model = (message.response_metadata.get("model_name") if message is not None else None) or name
+    lossless = (message.response_metadata.get("lossless") if message is not None else None) or {}
     return CallRecord(
         role=role,
         model=model,
@@ -225,6 +347,8 @@ def _record(
         wall_s=wall,
         ok=error is None,
         error=error,
+        checked_tokens=lossless.get("checked_tokens"),
+        kept_tokens=lossless.get("kept_tokens"),
     )
 
 
@@ -247,19 +371,52 @@ def turn_record(
         winner=decision.winner,
         safety=decision.safety.effect,
         rule=decision.safety.rule,
+        decided_by=decision.decided_by,
+        **_lossless_fields(decision.lossless),
         **fields,
     )
+
+
+def _lossless_fields(info: dict[str, Any] | None) -> dict[str, Any]:
+    """What the ledger keeps of a continued draft (nothing when no draft was continued)."""
+    if not info:
+        return {}
+    keys = ("draft_tokens", "kept_tokens", "full_draft_kept")
+    return {k: info[k] for k in keys if k in info}
 
 
 def _error(e: Exception) -> str:
     return f"error: {type(e).__name__}: {e}"
 
 
-def _attempt(call: Callable[[], T]) -> tuple[T | Exception, float]:
+def _timeout_error(timeout: float) -> ModelTimeoutError:
+    return ModelTimeoutError(f"no reply within {timeout:g} s")
+
+
+def _within(call: Callable[[], T], timeout: float | None) -> T:
+    """Run ``call``, giving up after ``timeout`` seconds.
+
+    A synchronous call cannot be cancelled: it runs in a worker thread (with the caller's
+    context variables, so LangGraph's config reaches it) that is left to finish in the
+    background while the cascade moves on.
+    """
+    if timeout is None:
+        return call()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-model-call")
+    try:
+        future = pool.submit(contextvars.copy_context().run, call)
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        raise _timeout_error(timeout) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _attempt(call: Callable[[], T], timeout: float | None = None) -> tuple[T | Exception, float]:
     """Run one model call, timed; an exception becomes its outcome (interrupts propagate)."""
     start = time.perf_counter()
     try:
-        outcome: T | Exception = call()
+        outcome: T | Exception = _within(call, timeout)
     except GraphBubbleUp:
         raise
     except Exception as e:
@@ -267,13 +424,17 @@ def _attempt(call: Callable[[], T]) -> tuple[T | Exception, float]:
     return outcome, time.perf_counter() - start
 
 
-async def _aattempt(call: Callable[[], Awaitable[T]]) -> tuple[T | Exception, float]:
-    """:func:`_attempt` for a coroutine."""
+async def _aattempt(
+    call: Callable[[], Awaitable[T]], timeout: float | None = None
+) -> tuple[T | Exception, float]:
+    """:func:`_attempt` for a coroutine (which a timeout cancels)."""
     start = time.perf_counter()
     try:
-        outcome: T | Exception = await call()
+        outcome: T | Exception = await asyncio.wait_for(call(), timeout)
     except GraphBubbleUp:
         raise
+    except TimeoutError:
+        outcome = _timeout_error(timeout or 0.0)
     except Exception as e:
         outcome = e
     return outcome, time.perf_counter() - start
@@ -283,6 +444,8 @@ def _as_draft(
     outcome: AIMessage | Exception, wall: float, name: str, calls: list[CallRecord]
 ) -> Draft:
     """A proposer failure is a draft that carries its error: the cascade rejects it."""
+    if not isinstance(outcome, AIMessage | Exception):
+        outcome = TypeError(f"expected an AIMessage, got {type(outcome).__name__}")
     if isinstance(outcome, Exception):
         calls.append(_record("cheap", name, "draft", None, wall, _error(outcome)))
         return Draft(message=None, error=_error(outcome))
@@ -290,26 +453,65 @@ def _as_draft(
     return Draft(message=outcome)
 
 
-def _as_scored(outcome: list[Verdict] | Exception, count: int, calls: list[CallRecord]) -> Scored:
-    """A verifier failure scores every draft 0: a reject with its reason."""
-    if isinstance(outcome, Exception):
-        return Scored(p_accept=[0.0] * count, error=_error(outcome))
-    calls.extend(v.record for v in outcome if v.record is not None)
-    return Scored(p_accept=[min(max(v.p_accept, 0.0), 1.0) for v in outcome])
+def _as_scored(
+    outcome: list[Verdict] | Exception,
+    wall: float,
+    scorer: Verifier,
+    count: int,
+    calls: list[CallRecord],
+) -> Scored:
+    """A verifier failure scores every draft 0: a reject with its reason, and the call stays in
+    the ledger marked failed. Garbage (not one finite score per draft) is a failure too."""
+    if not isinstance(outcome, Exception):
+        verdicts = outcome if isinstance(outcome, list) else []
+        p_accept = [getattr(v, "p_accept", None) for v in verdicts]
+        if len(p_accept) == count and all(
+            isinstance(p, int | float) and math.isfinite(p) for p in p_accept
+        ):
+            calls.extend(v.record for v in verdicts if v.record is not None)
+            return Scored(p_accept=[min(max(float(p), 0.0), 1.0) for p in p_accept])
+        outcome = ValueError(f"expected {count} finite scores, got {p_accept!r:.200}")
+        records = [getattr(v, "record", None) for v in verdicts]
+    else:
+        records = []
+    error = _error(outcome)
+    failed = [r.model_copy(update={"ok": False, "error": error}) for r in records if r is not None]
+    if not failed:
+        role: Role = getattr(scorer, "role", "verifier")  # a prompted judge bills the strong role
+        name = str(getattr(scorer, "name", None) or type(scorer).__name__)
+        failed = [_record(role, name, "verify", None, wall, error)]
+    calls.extend(failed)
+    return Scored(p_accept=[0.0] * count, error=error)
+
+
+class _StrongFailed(Exception):
+    """Internal: the strong model's call failed; the driver turns it into a CascadeError."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        super().__init__(name)
+        self.name, self.error = name, error
 
 
 def _as_action(
-    outcome: AIMessage | Exception, wall: float, name: str, calls: list[CallRecord]
+    outcome: AIMessage | Exception,
+    wall: float,
+    name: str,
+    calls: list[CallRecord],
+    purpose: str = "act",
 ) -> AIMessage:
-    """The strong model is the last resort: its failure propagates."""
+    """The strong model is the last resort: its failure propagates (recorded as a failed call).
+
+    ``purpose`` is ``"act"``, or ``"continue"`` when it continued a draft.
+    """
     if isinstance(outcome, Exception):
-        raise _strong_failed(name, outcome) from outcome
-    calls.append(_record("strong", name, "act", outcome, wall))
+        calls.append(_record("strong", name, purpose, None, wall, _error(outcome)))
+        raise _StrongFailed(name, outcome)
+    if not isinstance(outcome, AIMessage):
+        error = TypeError(f"expected an AIMessage, got {type(outcome).__name__}")
+        calls.append(_record("strong", name, purpose, None, wall, _error(error)))
+        raise _StrongFailed(name, error)
+    calls.append(_record("strong", name, purpose, outcome, wall))
     return outcome
-
-
-def _strong_failed(name: str, e: Exception) -> CascadeError:
-    return CascadeError(f"the strong model {name!r} failed, and there is no fallback: {e}")
 
 
 class Cascade:
@@ -321,9 +523,12 @@ class Cascade:
             strong model prompted as a judge, which the model calls provide.
         policy: the safety gate; ``None`` allows everything.
         has_strong, has_proposer: whether the model calls can reach those models.
+        can_continue: whether the strong model can continue a draft (see
+            :func:`can_continue`); mode F requires it, and the speculative fallback uses it.
 
     Raises:
-        ConfigError: the mode requires a model that is not there.
+        ConfigError: the mode requires a model that is not there, or mode F a strong model
+            that cannot continue a draft.
     """
 
     def __init__(
@@ -334,6 +539,7 @@ class Cascade:
         policy: SafetyPolicy | None = None,
         has_strong: bool = True,
         has_proposer: bool = True,
+        can_continue: bool = False,
     ) -> None:
         self.config = config
         self.spec = MODES[config.mode]
@@ -345,6 +551,9 @@ class Cascade:
         )
         if lacking:
             raise ConfigError(f"mode {config.mode} needs {describe_models(lacking)}")
+        if self.spec.scorer == "lossless" and has_strong and not can_continue:
+            raise ConfigError(_NO_CONTINUATION)
+        self.can_continue = can_continue
         self.verifier = verifier
         self.policy = policy or SafetyPolicy()
         self.has_strong = has_strong
@@ -355,10 +564,24 @@ class Cascade:
         return scorer
 
     def run(
-        self, models: ModelCalls, context: Sequence[BaseMessage], tools: dict[str, dict[str, Any]]
+        self,
+        models: ModelCalls,
+        context: Sequence[BaseMessage],
+        tools: dict[str, dict[str, Any]],
+        *,
+        turn_index: int | None = None,
     ) -> tuple[AIMessage, TurnRecord]:
+        """Decide one turn. ``turn_index`` (the turn's place in its trajectory) names the turn
+        in a :class:`CascadeError`.
+
+        Raises:
+            CascadeError: the strong model raised or timed out; ``error.turn`` holds the calls.
+        """
         calls: list[CallRecord] = []
-        steps = decide(self.spec, self.config, self.policy, tools, self.has_strong)
+        steps = decide(
+            self.spec, self.config, self.policy, tools, self.has_strong, self.can_continue
+        )
+        timeout = self.config.call_timeout_s
         start = time.perf_counter()
         try:
             request = next(steps)
@@ -366,51 +589,98 @@ class Cascade:
                 if isinstance(request, Propose):
                     answer: Any = [
                         _as_draft(
-                            *_attempt(partial(models.draft, i > 0)), models.proposer_name, calls
+                            *_attempt(partial(models.draft, i > 0), timeout),
+                            models.proposer_name,
+                            calls,
                         )
                         for i in range(request.count)
                     ]
                 elif isinstance(request, Score):
+                    scorer = self._scorer(models)
                     score = partial(
-                        self._scorer(models).score_batch,
-                        context,
-                        list(tools.values()),
-                        request.drafts,
+                        scorer.score_batch, context, list(tools.values()), request.drafts
                     )
-                    answer = _as_scored(_attempt(score)[0], len(request.drafts), calls)
+                    outcome = _attempt(score, timeout)
+                    answer = _as_scored(*outcome, scorer, len(request.drafts), calls)
+                elif isinstance(request, Continue):
+                    go_on = partial(models.continue_draft, request.draft)
+                    outcome = _attempt(go_on, timeout)
+                    answer = _as_action(*outcome, models.strong_name, calls, "continue")
                 else:
-                    answer = _as_action(*_attempt(models.act), models.strong_name, calls)
+                    answer = _as_action(*_attempt(models.act, timeout), models.strong_name, calls)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
+        except _StrongFailed as failed:
+            raise self._failure(failed, calls, start, turn_index) from failed.error
 
     async def arun(
-        self, models: ModelCalls, context: Sequence[BaseMessage], tools: dict[str, dict[str, Any]]
+        self,
+        models: ModelCalls,
+        context: Sequence[BaseMessage],
+        tools: dict[str, dict[str, Any]],
+        *,
+        turn_index: int | None = None,
     ) -> tuple[AIMessage, TurnRecord]:
+        """:meth:`run` on the async paths (the drafts of mode E are drawn concurrently)."""
         calls: list[CallRecord] = []
-        steps = decide(self.spec, self.config, self.policy, tools, self.has_strong)
+        steps = decide(
+            self.spec, self.config, self.policy, tools, self.has_strong, self.can_continue
+        )
+        timeout = self.config.call_timeout_s
         start = time.perf_counter()
         try:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
                     drafted = await asyncio.gather(
-                        *(_aattempt(partial(models.adraft, i > 0)) for i in range(request.count))
+                        *(
+                            _aattempt(partial(models.adraft, i > 0), timeout)
+                            for i in range(request.count)
+                        )
                     )
                     answer: Any = [_as_draft(*d, models.proposer_name, calls) for d in drafted]
                 elif isinstance(request, Score):
+                    scorer = self._scorer(models)
                     ascore = partial(
-                        self._scorer(models).ascore_batch,
-                        context,
-                        list(tools.values()),
-                        request.drafts,
+                        scorer.ascore_batch, context, list(tools.values()), request.drafts
                     )
-                    answer = _as_scored((await _aattempt(ascore))[0], len(request.drafts), calls)
+                    outcome = await _aattempt(ascore, timeout)
+                    answer = _as_scored(*outcome, scorer, len(request.drafts), calls)
+                elif isinstance(request, Continue):
+                    go_on = partial(models.acontinue_draft, request.draft)
+                    outcome = await _aattempt(go_on, timeout)
+                    answer = _as_action(*outcome, models.strong_name, calls, "continue")
                 else:
-                    answer = _as_action(*await _aattempt(models.aact), models.strong_name, calls)
+                    answer = _as_action(
+                        *await _aattempt(models.aact, timeout), models.strong_name, calls
+                    )
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
+        except _StrongFailed as failed:
+            raise self._failure(failed, calls, start, turn_index) from failed.error
+
+    def _failure(
+        self, failed: _StrongFailed, calls: list[CallRecord], start: float, turn_index: int | None
+    ) -> CascadeError:
+        """The error for a failed strong call, carrying the turn's calls so none is lost."""
+        turn = self.config.cost_model.turn(
+            calls,
+            mode=self.config.mode,
+            path="error",
+            action="",
+            reject_reason=_error(failed.error),
+            winner="strong",
+            wall_s=time.perf_counter() - start,
+        )
+        where = "" if turn_index is None else f"turn {turn_index}: "
+        return CascadeError(
+            f"{where}the strong model {failed.name!r} failed, and there is no fallback: "
+            f"{type(failed.error).__name__}: {failed.error}",
+            model=failed.name,
+            turn=turn,
+        )
 
     def _finish(
         self, decision: Decision, calls: list[CallRecord], wall: float, models: ModelCalls
@@ -435,14 +705,210 @@ class Cascade:
                 "winner",
                 "safety",
                 "rule",
+                "decided_by",
+                "draft_tokens",
+                "kept_tokens",
+                "full_draft_kept",
                 "cost",
                 "baseline_cost",
                 "savings",
             }
         )
+        if decision.path == "escalated":
+            spec["escalation"] = {
+                "rule": decision.safety.rule,
+                "reason": decision.safety.reason,
+                "proposed_by": decision.winner,
+            }
         message = action_to_message(
             decision.action,
             usage_metadata=usage,
             response_metadata={"model_name": winner_name, "spec": spec},
         )
         return message, turn
+
+    def run_durably(
+        self,
+        models: ModelCalls,
+        context: Sequence[BaseMessage],
+        tools: dict[str, dict[str, Any]],
+        *,
+        turn_index: int | None = None,
+    ) -> tuple[AIMessage, TurnRecord]:
+        """:meth:`run` as a LangGraph task, from inside a graph node.
+
+        LangGraph re-runs a node from its start when the graph resumes after ``interrupt()``. A
+        task's result is saved with the checkpoint, so on that second run the models are not
+        called again: the turn's calls are counted once, and the person reviews the same action
+        the resumed run carries on with.
+        """
+        done = _decided(self, models, list(context), tools, turn_index).result()
+        return done["message"], TurnRecord.model_validate(done["turn"])
+
+    async def arun_durably(
+        self,
+        models: ModelCalls,
+        context: Sequence[BaseMessage],
+        tools: dict[str, dict[str, Any]],
+        *,
+        turn_index: int | None = None,
+    ) -> tuple[AIMessage, TurnRecord]:
+        """:meth:`run_durably` on the async paths."""
+        done = await _adecided(self, models, list(context), tools, turn_index)
+        return done["message"], TurnRecord.model_validate(done["turn"])
+
+    def review(
+        self,
+        message: AIMessage,
+        turn: TurnRecord,
+        ask: Callable[[dict[str, Any]], Any],
+        tools: dict[str, dict[str, Any]],
+    ) -> tuple[AIMessage, TurnRecord]:
+        """Settle a turn that ended on path ``escalated`` by asking a person; others pass.
+
+        ``ask`` is LangGraph's ``interrupt``: it shows the request (shaped like
+        ``HumanInTheLoopMiddleware``'s: ``action_requests`` with each call's name, arguments and
+        the rule that escalated it, and ``review_configs``) and returns the answer given with
+        ``Command(resume=...)``: ``{"decisions": [...]}``, one decision per call (or a single
+        decision for all), each ``{"type": "approve"}``, ``{"type": "edit", "edited_action":
+        {"name": ..., "args": {...}}}`` or ``{"type": "reject", "message": "why"}``.
+
+        Any reject refuses the whole action. Approved and edited calls still pass the block
+        rules, and an edited call is validated against the tools like a model's. The ledger
+        entry records the review and ``decided_by="human"``.
+
+        Raises:
+            ReviewError: the answer is not one of the shapes above.
+        """
+        if turn.path != "escalated":
+            return message, turn
+        escalation = message.response_metadata["spec"]["escalation"]
+        proposed = action_from_message(message)
+        assert isinstance(proposed, ToolCallsAction)  # only tool calls are escalated
+        description = (
+            f"Rule {escalation['rule']} asks a person to decide "
+            f"(proposed by the {escalation['proposed_by']} model): {escalation['reason']}"
+        )
+        request = {
+            "action_requests": [
+                {"name": c.name, "args": c.arguments, "description": description}
+                for c in proposed.calls
+            ],
+            "review_configs": [
+                {"action_name": name, "allowed_decisions": ["approve", "edit", "reject"]}
+                for name in dict.fromkeys(c.name for c in proposed.calls)
+            ],
+        }
+        decisions = _review_decisions(ask(request), len(proposed.calls))
+        kinds = {d["type"] for d in decisions}
+        review: Literal["approve", "edit", "reject"] = (
+            "reject" if "reject" in kinds else "edit" if "edit" in kinds else "approve"
+        )
+        action, path, gate = self._reviewed(proposed, decisions, review, escalation, tools)
+        turn = turn.model_copy(
+            update={
+                "path": path,
+                "action": canonical_text(action),
+                "review": review,
+                "decided_by": "human",
+                "safety": gate.effect if gate.effect == "block" else turn.safety,
+                "rule": gate.rule if gate.effect == "block" else turn.rule,
+            }
+        )
+        spec = {
+            **message.response_metadata["spec"],
+            **turn.model_dump(include={"path", "review", "decided_by", "safety", "rule"}),
+        }
+        reviewed = action_to_message(
+            action,
+            usage_metadata=message.usage_metadata,
+            response_metadata={**message.response_metadata, "spec": spec},
+        )
+        return reviewed, turn
+
+    def _reviewed(
+        self,
+        proposed: ToolCallsAction,
+        decisions: list[dict[str, Any]],
+        review: str,
+        escalation: dict[str, Any],
+        tools: dict[str, dict[str, Any]],
+    ) -> tuple[Action, str, SafetyDecision]:
+        """The action a person's decisions leave, its path, and the block check on it."""
+        allow = SafetyDecision(effect="allow")
+        if review == "reject":
+            why = next((d.get("message") for d in decisions if d["type"] == "reject"), None)
+            reason = f"rejected by a person: {why or escalation['reason']}"
+            refused = BlockedAction(reason=reason, rule=escalation["rule"], attempted=proposed)
+            return refused, "rejected", allow
+        calls = [
+            call
+            if d["type"] == "approve"
+            else ToolCall(
+                name=d["edited_action"]["name"],
+                arguments=d["edited_action"].get("args") or {},
+                id=call.id,
+            )
+            for call, d in zip(proposed.calls, decisions, strict=True)
+        ]
+        try:
+            action = resolve_action(ToolCallsAction(calls=calls), tools)
+        except InvalidActionError as e:
+            refused = BlockedAction(reason=f"the reviewer's edit is invalid: {e}")
+            return refused, "blocked", allow
+        final, gate = self.policy.apply(action)  # a person settles escalations, not blocks
+        if gate.effect == "block":
+            return final, "blocked", gate
+        return final, "approved" if review == "approve" else "edited", allow
+
+
+class ReviewError(SpecToolNodeError, ValueError):
+    """A person's answer to an escalation that is not an approve, edit or reject decision."""
+
+
+def _review_decisions(answer: Any, count: int) -> list[dict[str, Any]]:
+    """The answer as one decision per call (a single decision counts for every call)."""
+    if isinstance(answer, dict) and "decisions" in answer:
+        decisions = answer["decisions"]
+    elif isinstance(answer, dict) and "type" in answer:
+        decisions = [answer] * count
+    else:
+        raise ReviewError(f"expected {{'decisions': [...]}} or one decision, got {answer!r:.200}")
+    if not isinstance(decisions, list) or len(decisions) != count:
+        raise ReviewError(f"expected {count} decision(s), one per call, got {decisions!r:.200}")
+    for d in decisions:
+        kind = d.get("type") if isinstance(d, dict) else None
+        if kind not in ("approve", "edit", "reject"):
+            raise ReviewError(f"a decision's type is approve, edit or reject; got {d!r:.200}")
+        edited = d.get("edited_action")
+        if kind == "edit" and not (
+            isinstance(edited, dict)
+            and isinstance(edited.get("name"), str)
+            and isinstance(edited.get("args", {}), dict)
+        ):
+            raise ReviewError(f"an edit needs edited_action {{name, args}}; got {d!r:.200}")
+    return decisions
+
+
+@task
+def _decided(
+    cascade: Cascade,
+    models: ModelCalls,
+    context: list[BaseMessage],
+    tools: dict[str, dict[str, Any]],
+    turn_index: int | None,
+) -> dict[str, Any]:
+    message, turn = cascade.run(models, context, tools, turn_index=turn_index)
+    return {"message": message, "turn": turn.model_dump(mode="json")}
+
+
+@task
+async def _adecided(
+    cascade: Cascade,
+    models: ModelCalls,
+    context: list[BaseMessage],
+    tools: dict[str, dict[str, Any]],
+    turn_index: int | None,
+) -> dict[str, Any]:
+    message, turn = await cascade.arun(models, context, tools, turn_index=turn_index)
+    return {"message": message, "turn": turn.model_dump(mode="json")}

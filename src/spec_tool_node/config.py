@@ -50,13 +50,25 @@ class CascadeConfig(BaseModel):
 
     Args:
         mode: ``A`` always strong, ``B`` cheap only, ``C`` cheap + prompted strong judge,
-            ``D`` cheap + trained verifier, ``E`` N sampled drafts reranked by the verifier;
-            given by letter or by name (``always_strong``, ``cheap_only``, ``judge``,
-            ``verifier``, ``rerank``), stored as the letter.
+            ``D`` cheap + trained verifier, ``E`` N sampled drafts reranked by the verifier,
+            ``F`` lossless (the strong model continues the draft: its own greedy action, written
+            only where the draft is wrong), ``G`` a confidence gate on the proposer's own
+            log-probs; given by letter or by name (``always_strong``, ``cheap_only``, ``judge``,
+            ``verifier``, ``rerank``, ``lossless``, ``gate``), stored as the letter.
         threshold: a draft is accepted when its p(ACCEPT) is at least this.
+        gate_threshold: mode G accepts a draft when exp(mean log-prob over its argument-value
+            tokens) is at least this (calibrate it on training-side drafts, like ``threshold``).
+        speculative_fallback: when a draft is rejected (modes C, D, E, G), a strong model that
+            can continue a draft (a local ``HFChatModel``) checks the best draft in one pass and
+            writes only from its first disagreeing token, instead of writing from scratch; its
+            action is exactly the one it would have written alone. Other strong models act as
+            usual.
         n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
         sample_kwargs: call options that make the proposer sample the extra drafts of mode E.
         cost_model: prices for the ledger.
+        call_timeout_s: give up on one model call (draft, score, strong action) after this many
+            seconds; a slow proposer or verifier is then a reject, a slow strong model an error.
+            ``None`` waits as long as the call takes.
         safety: path of a safety policy file (JSON or YAML); relative paths in a saved config
             are resolved against the config file's folder.
         proposer, strong, verifier: optional model specs, used by bundles and the CLI to build
@@ -67,11 +79,14 @@ class CascadeConfig(BaseModel):
 
     mode: str = "D"
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    gate_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    speculative_fallback: bool = True
     n_drafts: int = Field(default=3, ge=2)
     sample_kwargs: dict[str, Any] = Field(
         default_factory=lambda: {"do_sample": True, "temperature": 0.8}
     )
     cost_model: CostModel = Field(default_factory=CostModel)
+    call_timeout_s: float | None = Field(default=None, gt=0)
     safety: str | None = None
     proposer: ModelSpec | None = None
     strong: ModelSpec | None = None

@@ -35,7 +35,9 @@ class TokenPrice(BaseModel):
 
 
 class CallRecord(BaseModel):
-    """One model call. ``purpose`` is ``"draft"``, ``"verify"``, ``"judge"`` or ``"act"``."""
+    """One model call. ``purpose`` is ``"draft"``, ``"verify"``, ``"judge"``, ``"act"`` or
+    ``"continue"`` (the strong model continued a draft: it read the prompt and
+    ``checked_tokens`` draft tokens, kept ``kept_tokens`` of them and wrote ``output_tokens``)."""
 
     role: Role
     model: str
@@ -46,6 +48,8 @@ class CallRecord(BaseModel):
     cost: float = Field(default=0.0, ge=0)
     ok: bool = True
     error: str | None = None
+    checked_tokens: int | None = Field(default=None, ge=0)
+    kept_tokens: int | None = Field(default=None, ge=0)
 
 
 class CostModel(BaseModel):
@@ -65,6 +69,16 @@ class CostModel(BaseModel):
         description="Seconds one strong action takes, for turns without one (basis 'wall').",
     )
     basis: Literal["calls", "tokens", "wall"] = "calls"
+    prefill_weight: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "Basis 'calls': what reading one token costs relative to writing one, to price a "
+            "strong call that continued a draft by the work it did. None prices it as any strong "
+            "call (a full unit)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _basis_is_priced(self) -> Self:
@@ -82,6 +96,8 @@ class CostModel(BaseModel):
     def cost(self, call: CallRecord) -> float:
         """The cost of one call under this model's basis (``call.cost`` is ignored)."""
         if self.basis == "calls":
+            if call.purpose == "continue" and self.prefill_weight is not None:
+                return self.strong * self._continued_share(call)
             return getattr(self, call.role)
         if self.basis == "tokens":
             return self._token_cost(call.role, call.input_tokens, call.output_tokens)
@@ -95,15 +111,21 @@ class CostModel(BaseModel):
         """What one strong action would have cost on the turn that made ``calls``.
 
         Per call, that is ``strong``. Per token or second it is the turn's strong ``"act"`` call
-        when there was one; otherwise it is estimated: the first cheap call's token counts at strong
-        prices (the two models read the same context and write about the same action), or
-        ``strong_wall_s``. A turn with neither a strong action nor a cheap call has baseline 0.
+        when there was one; per token, a strong call that continued a draft gives it exactly (its
+        output is the strong model's own action, read after the same prompt); otherwise it is
+        estimated: the first cheap call's token counts at strong prices (the two models read the
+        same context and write about the same action), or ``strong_wall_s``. A turn with neither a
+        strong action nor a cheap call has baseline 0.
         """
         if self.basis == "calls":
             return self.strong
         strong = next((c for c in calls if c.role == "strong" and c.purpose == "act"), None)
         if strong is not None:
             return self.cost(strong)
+        continued = next((c for c in calls if c.purpose == "continue" and c.ok), None)
+        if continued is not None and self.basis == "tokens":  # its output is the strong action
+            prompt, written = _prompt_and_output(continued)
+            return self._token_cost("strong", prompt, written)
         if self.basis == "wall":
             return self.strong_wall_s or 0.0
         cheap = next((c for c in calls if c.role == "cheap"), None)
@@ -124,6 +146,22 @@ class CostModel(BaseModel):
             }
         )
 
+    def _continued_share(self, call: CallRecord) -> float:
+        """A continuation's work as a share of writing the same action from scratch.
+
+        Work counts a read token as ``prefill_weight`` and a decoding step as 1. Writing from
+        scratch reads the prompt and takes one step per output token after the first (the first
+        comes with the prompt's pass). Continuing reads the prompt and the checked draft tokens
+        in one pass, which also yields the first token not taken from the draft, and takes one
+        step per further written token. A share above 1 (a long draft rejected early) is kept:
+        the check then cost more than it saved.
+        """
+        weight = self.prefill_weight or 0.0
+        prompt, written = _prompt_and_output(call)
+        scratch = weight * prompt + max(written - 1, 0)
+        work = weight * call.input_tokens + max(call.output_tokens - 1, 0)
+        return work / scratch if scratch > 0 else 1.0
+
     def _token_cost(self, role: Role, input_tokens: int, output_tokens: int) -> float:
         price = (self.prices or {})[role]
         return (price.input * input_tokens + price.output * output_tokens) / 1e6
@@ -133,8 +171,9 @@ class TurnRecord(BaseModel):
     """One agent turn: how the action was chosen, by whom, and what it cost against the baseline.
 
     ``path`` says how the turn ended (``"accepted"``, ``"fallback"``, ``"blocked"``, ``"invalid"``,
-    or ``"strong"``/``"cheap"`` for the single-model modes); ``action`` is the final action's
-    canonical text.
+    ``"strong"``/``"cheap"`` for the single-model modes, ``"escalated"`` while a person's review is
+    pending, then ``"approved"``, ``"edited"`` or ``"rejected"``, and ``"error"`` for a turn the
+    strong model's failure ended); ``action`` is the final action's canonical text.
     """
 
     mode: str
@@ -146,6 +185,21 @@ class TurnRecord(BaseModel):
     winner: Role | None = None
     safety: Literal["allow", "block", "escalate"] = "allow"
     rule: str | None = None
+    decided_by: Literal["strong", "human"] | None = Field(
+        default=None, description="Who settled an escalated action: the strong model or a person."
+    )
+    review: Literal["approve", "edit", "reject"] | None = Field(
+        default=None, description="A person's decision on an action escalated to them."
+    )
+    draft_tokens: int | None = Field(
+        default=None, description="When the strong model continued a draft: the draft's tokens."
+    )
+    kept_tokens: int | None = Field(
+        default=None, description="The draft's leading tokens the strong model agreed with."
+    )
+    full_draft_kept: bool | None = Field(
+        default=None, description="Whether the whole draft was the strong model's own action."
+    )
     cost: float = 0.0
     baseline_cost: float = 0.0
     wall_s: float = 0.0
@@ -155,6 +209,13 @@ class TurnRecord(BaseModel):
     def savings(self) -> float:
         """Baseline minus cost: negative when the cascade spent more than the strong model alone."""
         return self.baseline_cost - self.cost
+
+
+def _prompt_and_output(continued: CallRecord) -> tuple[int, int]:
+    """The prompt and output length of the action a continuation wrote (lossless: the strong
+    model's own action), from what it read, checked, kept and wrote."""
+    prompt = continued.input_tokens - (continued.checked_tokens or 0)
+    return prompt, (continued.kept_tokens or 0) + continued.output_tokens
 
 
 class RoleUsage(TypedDict):

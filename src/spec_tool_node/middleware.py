@@ -17,6 +17,7 @@ right before it runs and answers a forbidden one with an error ``ToolMessage`` i
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,15 +28,16 @@ from langchain.agents.middleware.types import ExtendedModelResponse
 from langchain.tools.tool_node import ToolCallRequest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 
 from spec_tool_node.actions import ToolCall, ToolCallsAction, tool_schemas
-from spec_tool_node.cascade import Cascade
+from spec_tool_node.cascade import Cascade, can_continue
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.node import STREAM_KEY, load_policy, model_name
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
+from spec_tool_node.verifiers.gate import logprob_options
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
 
@@ -63,11 +65,14 @@ class _HandlerModels:
         self.request, self.handler = request, handler
         self.proposer, self.strong = mw.proposer, mw.strong or request.model
         self.sample_kwargs = mw.config.sample_kwargs
+        gate = mw.cascade.spec.scorer == "gate"  # the gate reads the drafting pass's log-probs
+        self.draft_kwargs = logprob_options(self.proposer) if gate else {}
         self.proposer_name, self.strong_name = model_name(self.proposer), model_name(self.strong)
         self.judge = mw.judge or ChatModelVerifier(self.strong)
 
     def _draft_request(self, sample: bool) -> ModelRequest:
-        settings = {**self.request.model_settings, **(self.sample_kwargs if sample else {})}
+        extra = self.sample_kwargs if sample else self.draft_kwargs
+        settings = {**self.request.model_settings, **extra}
         return self.request.override(model=self.proposer, model_settings=settings)
 
     def draft(self, sample: bool) -> AIMessage:
@@ -82,6 +87,16 @@ class _HandlerModels:
     async def aact(self) -> AIMessage:
         return _message(await self.handler(self.request.override(model=self.strong)))
 
+    def continue_draft(self, draft: AIMessage) -> AIMessage:
+        """The strong model's own action, written only where ``draft`` is wrong: a direct call on
+        the local model (it does not pass through the agent's model handler)."""
+        system = [self.request.system_message] if self.request.system_message else []
+        messages = [*system, *self.request.messages]
+        return self.strong.continue_draft(messages, draft, list(self.request.tools))
+
+    async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
+        return await asyncio.to_thread(self.continue_draft, draft)
+
 
 class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]):
     """Speculative action selection for ``create_agent``.
@@ -91,7 +106,9 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
         verifier: scores drafts in modes D and E.
         strong: the strong model; defaults to the agent's own model.
         config: the :class:`CascadeConfig`.
-        safety: a :class:`SafetyPolicy` or policy file checked on the chosen action.
+        safety: a :class:`SafetyPolicy` or policy file checked on the chosen action. A rule
+            that escalates to a person pauses the agent with ``interrupt()`` as the node does
+            (needs a checkpointer; resume with ``Command(resume={"decisions": [...]})``).
     """
 
     state_schema = SpecMiddlewareState
@@ -114,6 +131,7 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
             verifier=verifier,
             policy=load_policy(safety, self.config),
             has_proposer=proposer is not None,
+            can_continue=strong is not None and can_continue(strong),
         )
 
     @staticmethod
@@ -133,19 +151,33 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
             command=Command(update={"spec_ledger": [turn]}),
         )
 
+    @staticmethod
+    def _turn_index(request: ModelRequest) -> int:
+        """This turn's place in the trajectory (the ledger's length), for error messages."""
+        return len(request.state.get("spec_ledger") or [])
+
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ExtendedModelResponse:
         context, tools = self._context(request)
-        message, turn = self.cascade.run(_HandlerModels(self, request, handler), context, tools)
+        models, index = _HandlerModels(self, request, handler), self._turn_index(request)
+        if not self.cascade.policy.asks_humans:
+            message, turn = self.cascade.run(models, context, tools, turn_index=index)
+            return self._response(request, message, turn)
+        message, turn = self.cascade.run_durably(models, context, tools, turn_index=index)
+        message, turn = self.cascade.review(message, turn, interrupt, tools)
         return self._response(request, message, turn)
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ExtendedModelResponse:
         context, tools = self._context(request)
-        models = _HandlerModels(self, request, handler)
-        message, turn = await self.cascade.arun(models, context, tools)
+        models, index = _HandlerModels(self, request, handler), self._turn_index(request)
+        if not self.cascade.policy.asks_humans:
+            message, turn = await self.cascade.arun(models, context, tools, turn_index=index)
+            return self._response(request, message, turn)
+        message, turn = await self.cascade.arun_durably(models, context, tools, turn_index=index)
+        message, turn = self.cascade.review(message, turn, interrupt, tools)
         return self._response(request, message, turn)
 
 
@@ -157,7 +189,9 @@ class SafetyGateMiddleware(AgentMiddleware):
     Args:
         policy: a :class:`SafetyPolicy` or the path of a policy file.
         escalate: what an ``escalate`` rule means at tool time, where there is no stronger model
-            left to ask: ``"block"`` (default) or ``"allow"``.
+            left to ask: ``"block"`` (default) or ``"allow"``. A rule that escalates to a person
+            is always refused here: the person is asked before the tool node, by
+            :class:`SpeculativeActionMiddleware` (or LangChain's ``HumanInTheLoopMiddleware``).
     """
 
     def __init__(
@@ -173,7 +207,7 @@ class SafetyGateMiddleware(AgentMiddleware):
             ToolCallsAction(calls=[ToolCall(name=call["name"], arguments=call["args"])])
         )
         if decision.effect == "allow" or (
-            decision.effect == "escalate" and self.escalate == "allow"
+            decision.escalate_to == "strong" and self.escalate == "allow"
         ):
             return None
         return ToolMessage(

@@ -22,6 +22,7 @@ PLAYED_BY: dict[str, ModelRole] = {
     "verifier": "verifier",
     "strong": "strong",
     "judge": "strong",  # mode C's judge is the strong model prompted as a judge
+    "continuer": "strong",  # mode F: the strong model continues the draft (a local model)
 }
 """Which model object plays each role a mode may require; a new role (a strong model that
 scores continuations, say) is one more entry here."""
@@ -35,14 +36,16 @@ class ModeSpec:
         letter: the canonical short form stored in configs, caches and reports.
         name: the descriptive form users may pass instead.
         drafts: drafts per decision; ``"n"`` means ``config.n_drafts``.
-        scorer: who scores the drafts (``"none"``: the draft is trusted).
+        scorer: who scores the drafts (``"none"``: the draft is trusted; ``"lossless"``: none
+            is accepted as it is, the strong model continues it; ``"gate"``: the proposer's own
+            log-probs over its argument values, no model call).
         requires: the roles the mode cannot run without (keys of :data:`PLAYED_BY`).
     """
 
     letter: str
     name: str
     drafts: int | Literal["n"]
-    scorer: Literal["none", "verifier", "judge"]
+    scorer: Literal["none", "verifier", "judge", "lossless", "gate"]
     requires: frozenset[str]
 
     def draft_count(self, n_drafts: int) -> int:
@@ -68,6 +71,8 @@ MODES: dict[str, ModeSpec] = {
         ModeSpec("C", "judge", 1, "judge", frozenset({"proposer", "judge", "strong"})),
         ModeSpec("D", "verifier", 1, "verifier", frozenset({"proposer", "verifier", "strong"})),
         ModeSpec("E", "rerank", "n", "verifier", frozenset({"proposer", "verifier", "strong"})),
+        ModeSpec("F", "lossless", 1, "lossless", frozenset({"proposer", "continuer", "strong"})),
+        ModeSpec("G", "gate", 1, "gate", frozenset({"proposer", "strong"})),
     )
 }
 """Every mode by its letter."""

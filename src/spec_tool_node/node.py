@@ -14,6 +14,7 @@ savings). Every decision is also written to LangGraph's custom stream.
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,11 +31,12 @@ from langgraph.types import StreamWriter, interrupt
 
 from spec_tool_node.actions import tool_schemas
 from spec_tool_node.bundle import Bundle
-from spec_tool_node.cascade import Cascade
+from spec_tool_node.cascade import Cascade, can_continue
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
+from spec_tool_node.verifiers.gate import logprob_options
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
 STREAM_KEY = "spec_tool_node"
@@ -98,6 +100,14 @@ class _BoundModels:
         runnable, config = self._call("strong")
         return await runnable.ainvoke(self.messages, config)
 
+    def continue_draft(self, draft: AIMessage) -> AIMessage:
+        """The strong model's own action, written only where ``draft`` is wrong (a direct call
+        on the local model: continuing is not a chat-model call LangChain knows)."""
+        return self.node.strong.continue_draft(self.messages, draft, self.node.tool_list)
+
+    async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
+        return await asyncio.to_thread(self.continue_draft, draft)
+
 
 class SpeculativeActionNode(RunnableCallable):
     """A LangGraph node that picks the agent's next action speculatively.
@@ -148,11 +158,15 @@ class SpeculativeActionNode(RunnableCallable):
             policy=load_policy(safety, self.config),
             has_strong=strong is not None,
             has_proposer=proposer is not None,
+            can_continue=strong is not None and can_continue(strong),
         )
         tool_list = [{"type": "function", "function": f} for f in self.tools.values()]
+        self.tool_list = tool_list
         self._bound: dict[str, Runnable] = {}
         if proposer is not None:
             self._bound["proposer"] = proposer.bind_tools(tool_list) if tool_list else proposer
+            if self.cascade.spec.scorer == "gate":  # the gate reads the drafting pass's log-probs
+                self._bound["proposer"] = self._bound["proposer"].bind(**logprob_options(proposer))
             self._bound["proposer_sampled"] = self._bound["proposer"].bind(
                 **self.config.sample_kwargs
             )

@@ -150,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         modes=modes,
         hidden_state=args.hidden_state,
         system_prompt=args.system_prompt,
+        batch_size=args.batch_size,
         **given,
     )
     simulation = simulate(examples, collection, config, modes=modes, policy=policy)
@@ -271,6 +272,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-new-tokens", type=int, default=128, help="generation budget per model reply"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="examples whose greedy drafts and strong actions a local model writes in one "
+        "left-padded batch (1: one at a time)",
     )
     p.add_argument("--dtype", default="bfloat16", help="weights dtype of the local models")
     p.add_argument("--device", help="torch device of the local models (default: cuda if present)")

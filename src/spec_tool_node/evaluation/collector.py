@@ -156,6 +156,7 @@ def message_record(
     }
     if metadata.get("hidden_state") is not None:
         record["hidden_state"] = metadata["hidden_state"]
+    record.update({k: metadata[k] for k in _KEPT_METADATA if metadata.get(k) is not None})
     try:
         action = action_from_message(message)
     except InvalidActionError as e:
@@ -183,8 +184,14 @@ def exception_record(error: Exception, wall_s: float, model_name: str | None) ->
     }
 
 
+_KEPT_METADATA = ("raw_text", "end_text", "logprobs", "lossless")
+"""Reply metadata the cache keeps as it is: the exact text a draft's check teacher-forces, the
+token log-probs mode G reads, and what a continuation of a draft kept."""
+
+
 def rebuild_message(record: dict[str, Any]) -> AIMessage:
-    """The AIMessage a cached reply came from (fresh call ids; usage and model name kept)."""
+    """The AIMessage a cached reply came from (fresh call ids; usage, model name, raw text,
+    log-probs and a continuation's counts kept)."""
     m = record["message"]
     calls = [
         {"name": c["name"], "args": c["args"], "id": f"call_cached_{i}", "type": "tool_call"}
@@ -204,7 +211,10 @@ def rebuild_message(record: dict[str, Any]) -> AIMessage:
             "output_tokens": tokens_out,
             "total_tokens": tokens_in + tokens_out,
         },
-        response_metadata={"model_name": record["model_name"]} if record.get("model_name") else {},
+        response_metadata={
+            **({"model_name": record["model_name"]} if record.get("model_name") else {}),
+            **{k: record[k] for k in _KEPT_METADATA if record.get(k) is not None},
+        },
     )
 
 
@@ -237,6 +247,9 @@ class Collected:
     verifier: dict[str, Any] | None = None
     judge: dict[str, Any] | None = None
     strong: dict[str, Any] | None = None
+    continued: dict[str, Any] | None = None
+    """The strong model's continuation of the greedy draft (mode F and speculative fallbacks),
+    a :func:`message_record` of ``HFChatModel.continue_draft``'s reply."""
 
 
 @dataclass
@@ -368,6 +381,7 @@ def collect(
     system_prompt: str | None = None,
     progress: bool = True,
     retry_errors: bool = False,
+    batch_size: int = 1,
 ) -> Collection:
     """Compute what the cache lacks for ``modes`` on ``examples``, and return the whole cache.
 
@@ -380,6 +394,10 @@ def collect(
         hidden_state: also keep the proposer's last hidden state of its greedy draft.
         system_prompt: prepended for every call, as the node's ``system_prompt``.
         retry_errors: compute records that hold an exception again.
+        batch_size: examples whose greedy drafts and strong actions a local model
+            (``HFChatModel``) writes in one left-padded batch; each example's wall time is the
+            batch's divided evenly. Greedy actions stay the ones written one at a time, up to
+            floating-point near-ties. Other models are called one example at a time.
 
     Raises:
         CacheMissingError: an output is missing and the model that makes it was not given.
@@ -413,7 +431,9 @@ def collect(
     runner.retry_errors = retry_errors
     files: dict[str, Any] = {}
     try:
-        for ex in tqdm(todo, desc="collecting", unit="example", disable=not progress):
+        for i, ex in enumerate(tqdm(todo, desc="collecting", unit="example", disable=not progress)):
+            if batch_size > 1 and i % batch_size == 0:
+                runner.prefetch(todo[i : i + batch_size], plans)
             for role, line in runner.run(ex, collection[ex.id], plans[ex.id]):
                 if role not in files:
                     files[role] = open_for_append(keys.path(directory, role))
@@ -468,6 +488,34 @@ class _Runner:
         )
         self.proposer_name = _display_name(proposer) if proposer is not None else None
         self.strong_name = _display_name(strong) if strong is not None else None
+        self.ready: dict[tuple[str, str], dict[str, Any]] = {}
+        """Records a batch computed ahead, by (task, example id)."""
+
+    def prefetch(self, examples: Sequence[Example], plans: dict[str, set[str]]) -> None:
+        """Greedy drafts and strong actions of ``examples`` in left-padded batches, where the
+        model can (``invoke_many``); a batch that fails leaves each example to its own call."""
+        for task, model, name, options in (
+            ("draft", self.proposer, self.proposer_name, self.signals),
+            ("strong", self.strong, self.strong_name, {}),
+        ):
+            chosen = [ex for ex in examples if task in plans[ex.id]]
+            if len(chosen) < 2 or not hasattr(model, "invoke_many"):
+                continue
+            tools = [tool_schemas(ex.tools) for ex in chosen]
+            tool_sets = [[{"type": "function", "function": f} for f in t.values()] for t in tools]
+            start = time.perf_counter()
+            try:
+                replies = model.invoke_many(
+                    [context_of(ex, self.system_prompt) for ex in chosen], tool_sets, **options
+                )
+            except GraphBubbleUp:
+                raise
+            except Exception:
+                continue
+            wall = (time.perf_counter() - start) / len(chosen)
+            for ex, schemas, reply in zip(chosen, tools, replies, strict=True):
+                record = message_record(reply, schemas, wall_s=wall, model_name=name)
+                self.ready[(task, ex.id)] = record
 
     def run(
         self, ex: Example, collected: Collected, tasks: set[str]
@@ -476,7 +524,9 @@ class _Runner:
         tools = tool_schemas(ex.tools)
         tool_list = [{"type": "function", "function": f} for f in tools.values()]
         if "draft" in tasks:
-            collected.draft = self._draft(context, tools, tool_list)
+            collected.draft = self.ready.pop(("draft", ex.id), None) or self._draft(
+                context, tools, tool_list
+            )
             yield "proposer", {"draft": collected.draft}
         if "samples" in tasks:
             collected.samples = self._samples(context, tools, tool_list, collected.samples or [])
@@ -490,7 +540,9 @@ class _Runner:
             collected.judge = self._score(self.judge, context, tools, greedy)
             yield "judge", collected.judge
         if "strong" in tasks:
-            collected.strong = self._act(context, tools, tool_list)
+            collected.strong = self.ready.pop(("strong", ex.id), None) or self._act(
+                context, tools, tool_list
+            )
             yield "strong", {"act": collected.strong}
 
     def _bound(self, model: BaseChatModel, tool_list: list[dict[str, Any]]) -> Any:

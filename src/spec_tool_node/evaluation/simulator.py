@@ -34,6 +34,7 @@ from spec_tool_node.cascade import (
     MODES,
     Act,
     CascadeError,
+    Continue,
     Decision,
     Draft,
     Propose,
@@ -130,6 +131,8 @@ class _Replay:
     def __init__(self, example: Example, collected: Collected, single: bool) -> None:
         self.example, self.collected, self.single = example, collected, single
         self.calls: list[CallRecord] = []
+        self.greedy: AIMessage | None = None
+        """The greedy draft as proposed (the one a cached continuation continued)."""
 
     def _missing(self, what: str) -> CacheMissingError:
         return CacheMissingError(f"example {self.example.id!r}: the cache has no {what}")
@@ -159,7 +162,9 @@ class _Replay:
         samples = c.samples or []
         if len(samples) < count - 1:
             raise self._missing(f"{count - 1} sampled drafts (it has {len(samples)})")
-        return [self.draft(r) for r in [c.draft, *samples[: count - 1]]]
+        drafts = [self.draft(r) for r in [c.draft, *samples[: count - 1]]]
+        self.greedy = drafts[0].message
+        return drafts
 
     def score(self, drafts: list[Action], scorer: str) -> Scored:
         texts = [canonical_text(d) for d in drafts]
@@ -195,9 +200,25 @@ class _Replay:
         self.calls.append(self._record("strong", "act", message, record))
         return message
 
+    def continue_(self, draft: AIMessage) -> AIMessage:
+        """The cached continuation, when the draft continued is the cached greedy one."""
+        record = self.collected.continued
+        if record is None or self.greedy is None or draft is not self.greedy:
+            raise self._missing("strong continuation of this draft")
+        if record.get("exception"):
+            raise _StrongFailed(
+                f"the strong model {record.get('model_name')!r} failed, and there is no "
+                f"fallback: {record['exception']}",
+                self.calls,
+            )
+        message = rebuild_message(record)
+        self.calls.append(self._record("strong", "continue", message, record))
+        return message
+
     @staticmethod
     def _record(role: Role, purpose: str, message: AIMessage, record: dict) -> CallRecord:
         usage = message.usage_metadata or {}
+        lossless = record.get("lossless") or {}
         return CallRecord(
             role=role,
             model=message.response_metadata.get("model_name") or record.get("model_name") or role,
@@ -205,6 +226,8 @@ class _Replay:
             input_tokens=usage.get("input_tokens", 0),
             output_tokens=usage.get("output_tokens", 0),
             wall_s=record.get("wall_s", 0.0),
+            checked_tokens=lossless.get("checked_tokens"),
+            kept_tokens=lossless.get("kept_tokens"),
         )
 
 
@@ -226,7 +249,10 @@ def replay(
     policy = policy or SafetyPolicy()
     tools = _tools(example)
     strong = spec.has_strong if has_strong is None else has_strong
-    steps = decide(spec, config, policy, tools, strong)
+    if spec.scorer == "lossless" and collected.continued is None:
+        raise CacheMissingError(f"example {example.id!r}: the cache has no strong continuation")
+    continues = collected.continued is not None  # as a local strong model would, live
+    steps = decide(spec, config, policy, tools, strong, continues)
     answers = _Replay(example, collected, single=spec.draft_count(config.n_drafts) == 1)
     try:
         request = next(steps)
@@ -235,6 +261,8 @@ def replay(
                 answer: Any = answers.propose(request.count)
             elif isinstance(request, Act):
                 answer = answers.act()
+            elif isinstance(request, Continue):
+                answer = answers.continue_(request.draft)
             else:
                 answer = answers.score(request.drafts, spec.scorer)
             request = steps.send(answer)
