@@ -190,21 +190,17 @@ class _Replay:
         record = self.collected.strong
         if record is None:
             raise self._missing("strong action")
-        if record.get("exception"):
-            raise _StrongFailed(
-                f"the strong model {record.get('model_name')!r} failed, and there is no "
-                f"fallback: {record['exception']}",
-                self.calls,
-            )
-        message = rebuild_message(record)
-        self.calls.append(self._record("strong", "act", message, record))
-        return message
+        return self._strong(record, "act")
 
     def continue_(self, draft: AIMessage) -> AIMessage:
         """The cached continuation, when the draft continued is the cached greedy one."""
         record = self.collected.continued
         if record is None or self.greedy is None or draft is not self.greedy:
             raise self._missing("strong continuation of this draft")
+        return self._strong(record, "continue")
+
+    def _strong(self, record: dict[str, Any], purpose: str) -> AIMessage:
+        """A cached strong-model call: its reply, recorded; a cached failure propagates."""
         if record.get("exception"):
             raise _StrongFailed(
                 f"the strong model {record.get('model_name')!r} failed, and there is no "
@@ -212,7 +208,7 @@ class _Replay:
                 self.calls,
             )
         message = rebuild_message(record)
-        self.calls.append(self._record("strong", "continue", message, record))
+        self.calls.append(self._record("strong", purpose, message, record))
         return message
 
     @staticmethod
