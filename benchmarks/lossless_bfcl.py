@@ -4,7 +4,9 @@ For each example, one after the other on this machine: the proposer drafts at ba
 decision does), then the strong model acts alone (mode A, ``invoke``) and continues the draft
 (mode F, ``HFChatModel.continue_draft``); A and F alternate which of them runs first, so drifting
 load hits both alike. Examples are taken round-robin over the categories (the i-th of each, then
-the (i+1)-th), so a run stopped early leaves a balanced sample. Every row is appended to ``--out``
+the (i+1)-th), so a run stopped early leaves a balanced sample. On every ``--assisted-every``-th
+example the strong model also writes its action with transformers' assisted generation (the
+proposer drafting tokens ahead), after A and F. Every row is appended to ``--out``
 as soon as it is measured; rerunning the same command continues where it stopped.
 
     nice -n 5 .venv/bin/python benchmarks/lossless_bfcl.py --limit 50 \\
@@ -84,9 +86,13 @@ def run(args: argparse.Namespace) -> None:
     options = {"max_new_tokens": args.max_new_tokens, "prefix_cache": 0, "float32_logits": True}
     proposer = HFChatModel(model=PROPOSER, **options)
     strong = HFChatModel(model=STRONG, **options)
+    loaded = (strong.hf_model, strong.tokenizer)
+    assisted = HFChatModel(model=STRONG, loaded=loaded, assistant=proposer, **options)
     with out.open("a", encoding="utf-8") as sink:
         for ex in todo:
             row = measure(ex, proposer, strong, a_first=len(done) % 2 == 0)
+            if args.assisted_every and len(done) % args.assisted_every == 0:
+                row["assisted"] = assisted_reply(ex, assisted)
             sink.write(json.dumps(row, ensure_ascii=False) + "\n")
             sink.flush()
             done.add(ex.id)
@@ -102,6 +108,14 @@ def run(args: argparse.Namespace) -> None:
                 f"F={row['F']['wall_s']:.1f}s",
                 flush=True,
             )
+
+
+def assisted_reply(ex: Any, assisted: HFChatModel) -> dict[str, Any]:
+    """The strong model's action with the proposer drafting tokens ahead (assisted generation)."""
+    tools = tool_schemas(ex.tools)
+    tool_list = [{"type": "function", "function": f} for f in tools.values()]
+    message, wall = timed(partial(assisted.bind_tools(tool_list).invoke, context_of(ex)))
+    return reply(message, wall, tools)
 
 
 def measure(ex: Any, proposer: HFChatModel, strong: HFChatModel, a_first: bool) -> dict[str, Any]:
@@ -132,6 +146,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=50, help="examples per category")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument(
+        "--assisted-every",
+        type=int,
+        default=5,
+        help="also time assisted generation (the proposer drafting tokens) on every N-th example",
+    )
     parser.add_argument("--out", default="benchmarks/results/lossless/side_by_side.jsonl")
     run(parser.parse_args())
 
