@@ -161,3 +161,14 @@ def test_continuation_is_priced_by_the_work_it_did():
     tokens = CostModel(basis="tokens", prices=prices)
     assert tokens.cost(continued) == pytest.approx((240 + 4 * 11) / 1e6)
     assert tokens.baseline([continued]) == pytest.approx((200 + 4 * 41) / 1e6)
+
+
+def test_mode_f_when_the_proposer_fails_the_strong_model_writes_alone(strong):
+    broken = ScriptedChatModel(name="cheap", script=[RuntimeError("proposer down")])
+    node = SpeculativeActionNode(
+        proposer=broken, strong=strong, tools=[get_weather], config=CascadeConfig(mode="F")
+    )
+    _, turn = decide_once(node)
+    assert (turn.path, turn.kept_tokens) == ("fallback", None)
+    assert "proposer down" in turn.reject_reason and '"city": "Paris"' in turn.action
+    assert [c.purpose for c in turn.calls] == ["draft", "act"]

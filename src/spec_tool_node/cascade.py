@@ -189,8 +189,10 @@ def decide(
         message: AIMessage = yield Continue(source) if source is not None else Act()
         info = message.response_metadata.get("lossless") if source is not None else None
         path = "fallback" if drafts else "strong"
-        if lossless:  # the draft is never accepted as it stands: the strong model checked it
+        if lossless and source is not None:  # never accepted as it stands: the strong model
             path = "accepted" if info and info.get("full_draft_kept") else "continued"
+        elif lossless:  # no draft to check (the proposer failed): the strong model wrote alone
+            reason = drafts[0].error if drafts else None
         action, invalid = strong_action(message, tools)
         if invalid is not None:
             why = "; ".join(r for r in (reason, invalid) if r)
