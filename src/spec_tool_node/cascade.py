@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp
 from langgraph.func import task
 
@@ -89,7 +89,10 @@ class Score:
 
 @dataclass(frozen=True)
 class Act:
-    pass
+    """The strong model acts. ``tools=False`` asks it for a plain answer with the tools hidden:
+    its action repeated the call whose result the conversation has just received."""
+
+    tools: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,16 @@ def decide(
     tools: dict[str, dict[str, Any]],
     has_strong: bool,
     can_continue: bool = False,
+    answered: frozenset[str] = frozenset(),
 ) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
     """The whole decision, for every mode.
 
     ``can_continue``: the strong model can continue a draft (mode F requires it; with
     ``config.speculative_fallback`` every fallback then continues the best draft).
+    ``answered``: the calls whose results the conversation has just received
+    (:func:`answered_calls`). Small models often call the same tool again right after its
+    result; a draft that does is rejected, and a strong action that does is asked again as a
+    plain answer, so an agent neither loops nor ends on an empty reply.
     """
     lossless = spec.scorer == "lossless"
     if lossless and not can_continue:
@@ -153,7 +161,7 @@ def decide(
     count = spec.draft_count(config.n_drafts)
     drafts: list[Draft] = (yield Propose(count)) if count else []
     for draft in drafts:
-        _check(draft, tools)
+        _check(draft, tools, answered)
     valid = [d for d in drafts if d.error is None]
 
     if valid and spec.scorer in ("verifier", "judge"):
@@ -197,6 +205,10 @@ def decide(
         if invalid is not None:
             why = "; ".join(r for r in (reason, invalid) if r)
             return Decision(action, "invalid", "strong", message, p_best, why, lossless=info)
+        if _repeats(action, answered):
+            reason = "; ".join(r for r in (reason, "repeat: the strong model called again") if r)
+            message = yield Act(tools=False)
+            action = _plain_answer(message, action)
         decision = _gated(action, policy, path, "strong", message, p_best, reason)
         decision.lossless = info
         if decision.path != "escalated" and "escalate" in (gate.effect, decision.safety.effect):
@@ -238,8 +250,54 @@ def _to_continue(drafts: list[Draft], best: Draft | None) -> AIMessage | None:
     return next((d.message for d in drafts if d.message is not None), None)
 
 
-def _check(draft: Draft, tools: dict[str, dict[str, Any]]) -> None:
-    """Reject a draft that cannot run (unparseable, unbound tool, bad arguments) before scoring."""
+def answered_calls(messages: Sequence[BaseMessage]) -> frozenset[str]:
+    """The canonical text of each call of the last agent step, when the conversation ends with
+    their results (the calls an immediate repeat would run again).
+
+    Only the last step counts: calling ``ls()`` again after a ``cd`` is a new question.
+    """
+    results: set[str] = set()
+    for message in reversed(messages):
+        if isinstance(message, ToolMessage):
+            results.add(message.tool_call_id)
+            continue
+        if isinstance(message, AIMessage):
+            return frozenset(
+                canonical_text(
+                    ToolCallsAction(calls=[ToolCall(name=c["name"], arguments=c["args"])])
+                )
+                for c in message.tool_calls
+                if c.get("id") in results
+            )
+        break
+    return frozenset()
+
+
+def _repeats(action: Action | None, answered: frozenset[str]) -> bool:
+    """Whether every call of ``action`` was answered in the step just before."""
+    return (
+        bool(answered)
+        and isinstance(action, ToolCallsAction)
+        and all(canonical_text(ToolCallsAction(calls=[c])) in answered for c in action.calls)
+    )
+
+
+def _plain_answer(message: AIMessage, repeated: Action) -> RespondAction:
+    """The strong model's reply with the tools hidden; should it still write a call, the turn
+    ends saying so rather than running the call again."""
+    text = message.text.strip()
+    if text and not message.tool_calls:
+        return RespondAction(content=text)
+    return RespondAction(
+        content=f"Stopped instead of repeating {canonical_text(repeated)}: its result is above."
+    )
+
+
+def _check(
+    draft: Draft, tools: dict[str, dict[str, Any]], answered: frozenset[str] = frozenset()
+) -> None:
+    """Reject a draft that cannot run (unparseable, unbound tool, bad arguments) or that repeats
+    the call just answered, before scoring."""
     if draft.error is not None or draft.message is None:
         return
     try:
@@ -249,6 +307,8 @@ def _check(draft: Draft, tools: dict[str, dict[str, Any]]) -> None:
         return
     if isinstance(draft.action, RespondAction) and not draft.action.content:
         draft.error = "invalid: empty reply"
+    elif _repeats(draft.action, answered):
+        draft.error = "invalid: repeats the call whose result just came back"
 
 
 def _reject_reason(drafts: list[Draft], best: Draft | None, gate: SafetyDecision) -> str | None:
@@ -318,6 +378,10 @@ class ModelCalls(Protocol):
 
     def act(self) -> AIMessage: ...
 
+    def answer(self) -> AIMessage:
+        """The strong model with the tools hidden: a plain answer from the results so far."""
+        ...
+
     def continue_draft(self, draft: AIMessage) -> AIMessage:
         """The strong model's own action, checked against ``draft`` (mode F, fallbacks)."""
         ...
@@ -325,6 +389,8 @@ class ModelCalls(Protocol):
     async def adraft(self, sample: bool) -> AIMessage: ...
 
     async def aact(self) -> AIMessage: ...
+
+    async def aanswer(self) -> AIMessage: ...
 
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage: ...
 
@@ -581,7 +647,13 @@ class Cascade:
         """
         calls: list[CallRecord] = []
         steps = decide(
-            self.spec, self.config, self.policy, tools, self.has_strong, self.can_continue
+            self.spec,
+            self.config,
+            self.policy,
+            tools,
+            self.has_strong,
+            self.can_continue,
+            answered_calls(context),
         )
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
@@ -609,7 +681,8 @@ class Cascade:
                     outcome = _attempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
                 else:
-                    answer = _as_action(*_attempt(models.act, timeout), models.strong_name, calls)
+                    act = models.act if request.tools else models.answer
+                    answer = _as_action(*_attempt(act, timeout), models.strong_name, calls)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
@@ -627,7 +700,13 @@ class Cascade:
         """:meth:`run` on the async paths (the drafts of mode E are drawn concurrently)."""
         calls: list[CallRecord] = []
         steps = decide(
-            self.spec, self.config, self.policy, tools, self.has_strong, self.can_continue
+            self.spec,
+            self.config,
+            self.policy,
+            tools,
+            self.has_strong,
+            self.can_continue,
+            answered_calls(context),
         )
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
@@ -654,9 +733,8 @@ class Cascade:
                     outcome = await _aattempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
                 else:
-                    answer = _as_action(
-                        *await _aattempt(models.aact, timeout), models.strong_name, calls
-                    )
+                    aact = models.aact if request.tools else models.aanswer
+                    answer = _as_action(*await _aattempt(aact, timeout), models.strong_name, calls)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)

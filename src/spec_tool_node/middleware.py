@@ -87,6 +87,12 @@ class _HandlerModels:
     async def aact(self) -> AIMessage:
         return _message(await self.handler(self.request.override(model=self.strong)))
 
+    def answer(self) -> AIMessage:
+        return _message(self.handler(self.request.override(model=self.strong, tools=[])))
+
+    async def aanswer(self) -> AIMessage:
+        return _message(await self.handler(self.request.override(model=self.strong, tools=[])))
+
     def continue_draft(self, draft: AIMessage) -> AIMessage:
         """The strong model's own action, written only where ``draft`` is wrong: a direct call on
         the local model (it does not pass through the agent's model handler)."""

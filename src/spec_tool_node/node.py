@@ -100,6 +100,14 @@ class _BoundModels:
         runnable, config = self._call("strong")
         return await runnable.ainvoke(self.messages, config)
 
+    def answer(self) -> AIMessage:
+        runnable, config = self._call("strong_answer")
+        return runnable.invoke(self.messages, config)
+
+    async def aanswer(self) -> AIMessage:
+        runnable, config = self._call("strong_answer")
+        return await runnable.ainvoke(self.messages, config)
+
     def continue_draft(self, draft: AIMessage) -> AIMessage:
         """The strong model's own action, written only where ``draft`` is wrong (a direct call
         on the local model: continuing is not a chat-model call LangChain knows)."""
@@ -172,6 +180,7 @@ class SpeculativeActionNode(RunnableCallable):
             )
         if strong is not None:
             self._bound["strong"] = strong.bind_tools(tool_list) if tool_list else strong
+            self._bound["strong_answer"] = strong  # tools hidden: answer from the results
 
     @classmethod
     def from_pretrained(
