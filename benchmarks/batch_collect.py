@@ -2,12 +2,12 @@
 
 Two measurements on the same machine, in one run:
 
-1. Identical actions: the evaluation collector drafts the first ``--limit`` held-out examples of
+1. Throughput: the first ``--batch-size`` of the examples below drafted once one at a time and
+   once as one batch, back to back: generated tokens per second of each.
+2. Identical actions: the evaluation collector drafts the first ``--limit`` held-out examples of
    each category in left-padded batches of ``--batch-size`` (``collect(batch_size=...)``) into a
    fresh cache, and each draft's action is compared with the committed BFCL cache's draft of the
    same example, which the collector wrote one example at a time with the same model and settings.
-2. Throughput: the first ``--batch-size`` of those examples drafted once one at a time and once
-   as one batch, back to back: generated tokens per second of each.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/batch_collect.py --limit 10
 """
@@ -69,6 +69,10 @@ def main() -> None:
     examples = bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, args.limit)
     examples.sort(key=lambda ex: len(json.dumps(ex.tools)) + len(json.dumps(ex.messages)))
     model = HFChatModel(model=PROPOSER, max_new_tokens=128, batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    speed = throughput(model, examples[: args.batch_size])
+    (args.out / "throughput.json").write_text(json.dumps(speed, indent=2) + "\n")
+    print(json.dumps(speed, indent=2), flush=True)
     keys = ModelKeys(proposer=model_key(PROPOSER))
     start = time.perf_counter()
     collection = collect(
@@ -88,7 +92,7 @@ def main() -> None:
         "same_action_as_committed_unbatched": same,
         "differences": [r for r in rows if r["batched"] != r["one_at_a_time"]],
         "collect_seconds": collect_s,
-        "throughput": throughput(model, examples[: args.batch_size]),
+        "throughput": speed,
     }
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "differences"}, indent=2))
