@@ -117,6 +117,28 @@ def summarize(results: list[SampleResult], baseline: list[SampleResult]) -> dict
     }
 
 
+def assisted_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Token-level assisted generation beside A and F, on the rows that timed it."""
+    timed = [r for r in rows if "assisted" in r]
+    if not timed:
+        return {"n": 0}
+    a = [r["A"]["wall_s"] for r in timed]
+    return {
+        "n": len(timed),
+        "same_text_as_A": sum(r["assisted"]["raw_text"] == r["A"]["raw_text"] for r in timed),
+        "wall_vs_A": sum(r["assisted"]["wall_s"] for r in timed) / sum(a),
+        "F_wall_vs_A_same_rows": sum(r["draft"]["wall_s"] + r["F"]["wall_s"] for r in timed)
+        / sum(a),
+        "median_s": {
+            "A": statistics.median(a),
+            "assisted": statistics.median(r["assisted"]["wall_s"] for r in timed),
+            "F (draft + check)": statistics.median(
+                r["draft"]["wall_s"] + r["F"]["wall_s"] for r in timed
+            ),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="benchmarks/results/lossless/side_by_side.jsonl")
@@ -128,6 +150,8 @@ def main() -> None:
     examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
     verifier_file = next(CACHE.glob("verifier--*--on--qwen2.5-coder-0.5b-instruct-*.jsonl"))
     scores = load_draft_cache(verifier_file)
+    # mode A as the committed evaluation collected it: the 1.5B's old, doubled-brace template
+    committed = load_draft_cache(next(CACHE.glob("strong--qwen2.5-coder-1.5b-instruct-*.jsonl")))
     read_s, step_s, weight = prefill_weight(rows)
     bundle = CascadeConfig.load(BUNDLE)
     gate = json.loads(Path(args.gate).read_text()) if Path(args.gate).exists() else None
@@ -174,6 +198,13 @@ def main() -> None:
             if r["F"]["raw_text"] != r["A"]["raw_text"]
         ],
         "D_left_out": len(rows) - len(results["D"]),
+        "assisted": assisted_summary(rows),
+        "A_same_action_as_committed_cache": sum(
+            collected[r["id"]].strong["action"]
+            == committed.get(r["id"], {}).get("act", {}).get("action")
+            for r in rows
+        ),
+        "A_same_action_as_committed_cache_of": sum(r["id"] in committed for r in rows),
     }
     out = Path(args.out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
