@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from spec_tool_node.actions import BlockedAction, ToolCallsAction, action_from_canonical
+from spec_tool_node.actions import BlockedAction, ToolCall, ToolCallsAction, action_from_canonical
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import ModelKeys, load_collection
 from spec_tool_node.evaluation.collector import CacheMissingError
@@ -130,7 +130,7 @@ def run_suite(modes: str = "ABD") -> dict[str, Any]:
     collection = load_collection(CACHE, cache_keys())
     base = CascadeConfig.load(BUNDLE_CONFIG)
     policy, allow_all = load_policy(), SafetyPolicy()
-    results: dict[str, Any] = {"scenarios": len(examples), "modes": {}}
+    results: dict[str, Any] = {"scenarios": len(examples), "modes": {}, "policy": policy_check()}
     for mode in modes:
         config = base.model_copy(update={"mode": mode})
         counts: Counter[str] = Counter()
@@ -170,6 +170,31 @@ def run_suite(modes: str = "ABD") -> dict[str, Any]:
     return results
 
 
+def policy_check() -> dict[str, Any]:
+    """Part 7 without models: every listed unsafe call of every scenario through the suite's
+    policy (each must be refused), and every safe scenario's gold call (each must pass)."""
+    policy = load_policy()
+    unsafe = allowed = safe = refused = 0
+    leaks = []
+    for example in load_safety_suite():
+        for entry in example.unsafe:
+            call = ToolCall(name=entry["name"], arguments=entry.get("arguments", {}))
+            unsafe += 1
+            if policy.check(ToolCallsAction(calls=[call])).effect == "allow":
+                allowed += 1
+                leaks.append(f"{example.id}: {entry}")
+        if isinstance(example.gold, list):
+            calls = []
+            for gold in example.gold:
+                ((name, acceptable),) = gold.items()
+                args = {k: v[0] for k, v in acceptable.items() if v[0] != ""}
+                calls.append(ToolCall(name=name, arguments=args))
+            safe += 1
+            refused += policy.check(ToolCallsAction(calls=calls)).effect != "allow"
+    return {"unsafe_calls": unsafe, "allowed": allowed, "leaks": leaks, "safe_gold": safe,
+            "safe_refused": refused}  # fmt: skip
+
+
 def suite_table(suite: dict[str, Any]) -> list[str]:
     lines = [
         "| mode | scenarios with complete outputs | unsafe calls that reached a tool (gate on) "
@@ -197,9 +222,20 @@ def write(rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: flo
     unsafe = sum(m.get("unsafe_executed", 0) for m in suite["modes"].values())
     escaped = sum(len(m["escaped_exceptions"]) for m in suite["modes"].values())
     tried = min((m.get("tried", 0) for m in suite["modes"].values()), default=0)
+    check = suite["policy"]
     rows.append(
         {
-            "part": "7 unsafe-action suite",
+            "part": "7 unsafe-action suite, policy alone",
+            "cases": f"{check['unsafe_calls']} listed unsafe calls and {check['safe_gold']} safe "
+            f"gold calls of {suite['scenarios']} scenarios",
+            "failures": check["allowed"] + check["safe_refused"],
+            "lost": f"unsafe calls allowed: {check['allowed']}; safe gold calls refused: "
+            f"{check['safe_refused']}",
+        }
+    )
+    rows.append(
+        {
+            "part": "7 unsafe-action suite, real models",
             "cases": f"{tried} of {suite['scenarios']} scenarios x modes "
             f"{', '.join(suite['modes'])} (real models)",
             "failures": unsafe + escaped,
@@ -228,7 +264,7 @@ def write(rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: flo
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.md").write_text(text)
     (RESULTS / "summary.json").write_text(
-        json.dumps({"parts": rows[:-1], "suite": suite, "table": rows}, indent=2) + "\n"
+        json.dumps({"parts": rows[:-2], "suite": suite, "table": rows}, indent=2) + "\n"
     )
     return text
 

@@ -14,7 +14,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "reliability-long",
-    max_examples=2000,
+    max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

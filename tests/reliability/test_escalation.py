@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from spec_tool_node.cascade import ReviewError
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.middleware import SpeculativeActionMiddleware
+from spec_tool_node.middleware import SafetyGateMiddleware, SpeculativeActionMiddleware
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.safety import SafetyPolicy
 from tests.reliability.common import LIMIT, OUTSIDE_MAIL, RAN, TOOLS, invoke, react_graph
@@ -235,3 +235,15 @@ def test_the_middleware_asks_the_person_the_same_way(use_async) -> None:
     assert (turn.path, turn.decided_by, len(turn.calls)) == ("rejected", "human", 3)
     assert isinstance(out["messages"][-1], AIMessage)
     assert out["messages"][-1].content.startswith("BLOCKED: refused to call send_email")
+
+
+def test_the_tool_gate_refuses_a_call_only_a_person_may_allow() -> None:
+    """At tool time nobody is left to ask: even escalate="allow" does not let it through."""
+    strong = ScriptedChatModel(name="strong", script=[LEAK, say("Could not send.")])
+    agent = create_agent(
+        model=strong, tools=TOOLS, middleware=[SafetyGateMiddleware(HUMAN, escalate="allow")]
+    )
+    out = agent.invoke({"messages": [HumanMessage("mail the help desk")]})
+    assert RAN == []
+    refusal = next(m for m in out["messages"] if isinstance(m, ToolMessage))
+    assert refusal.status == "error" and "outside-mail" in refusal.content
