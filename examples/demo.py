@@ -33,7 +33,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from tqdm import tqdm
 from travel_tools import SYSTEM_PROMPT, TOOLS
 
-from spec_tool_node import CascadeConfig, HFChatModel, SafetyPolicy, SpecAgentState
+from spec_tool_node import MODES, CascadeConfig, HFChatModel, SafetyPolicy, SpecAgentState
 from spec_tool_node import SpeculativeActionNode as Node
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.costs import TurnRecord, summarize
@@ -104,7 +104,7 @@ def _row(task: str, mode: str, ledger: Sequence[TurnRecord], wall: float, **extr
         mode=mode,
         decisions=s.turns,
         accepted=sum(t.path == "accepted" for t in ledger),
-        fallbacks=sum(t.path not in ("accepted", "blocked", "strong") for t in ledger),
+        fallbacks=sum(t.path in ("fallback", "continued") for t in ledger),
         blocked=sum(t.path == "blocked" for t in ledger),
         cost=s.cost,
         baseline_cost=s.baseline_cost,
@@ -250,7 +250,12 @@ def main() -> None:
     proposer = HFChatModel(model=bundle_config.proposer.model, max_new_tokens=args.max_new_tokens)
     strong = HFChatModel(model=bundle_config.strong.model, max_new_tokens=args.max_new_tokens)
     spec = bundle_config.verifier
-    verifier = load_verifier(spec.model, spec.adapter, max_length=spec.max_length) if spec else None
+    uses_verifier = any("verifier" in MODES[m].models for m in {"A", config.mode})
+    verifier = (
+        load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
+        if spec and uses_verifier
+        else None
+    )
 
     def fresh(model: HFChatModel) -> HFChatModel:
         """Same weights, own prefix cache: no mode reuses another mode's cached prompts."""

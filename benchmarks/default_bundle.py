@@ -1,0 +1,55 @@
+"""Write the committed default bundle: the configuration `make demo` and the examples load.
+
+    python benchmarks/default_bundle.py [--verifier-bundle DIR]
+
+Mode F (lossless): the strong model checks the proposer's draft in one pass and writes only from
+the first token it disagrees with, so every action equals always-strong's. Its cost model prices a
+continued strong call by the work it did, with a read token weighted by this machine's measured
+decode/prefill speed ratio for the strong model (benchmarks/results/assets.md: Qwen2.5-Coder-1.5B
+decodes 4.14 tok/s and prefills 107.1 tok/s, so one read token costs 4.14 / 107.1 = 0.039 of a
+written one). With ``--verifier-bundle`` the verifier of that bundle is carried along, so users can
+switch to mode D with the speculative fallback without another download.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spec_tool_node.bundle import Bundle
+from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.costs import CostModel
+
+DECODE_TOK_S, PREFILL_TOK_S = 4.14, 107.1  # benchmarks/results/assets.md, qwen2.5-coder-1.5b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/default_bundle"))
+    parser.add_argument("--verifier-bundle", type=Path, help="bundle whose verifier to carry")
+    args = parser.parse_args()
+    verifier = None
+    card: dict[str, object] = {
+        "mode": "F (lossless): actions equal mode A's",
+        "cost_model": f"prefill_weight = {DECODE_TOK_S} / {PREFILL_TOK_S} (assets.md)",
+        "rebuild": "python benchmarks/default_bundle.py"
+        + (f" --verifier-bundle {args.verifier_bundle}" if args.verifier_bundle else ""),
+    }
+    threshold = 0.5
+    if args.verifier_bundle:
+        source = Bundle.from_pretrained(args.verifier_bundle)
+        verifier, threshold = source.config.verifier, source.config.threshold
+        card["verifier"] = {"from": str(args.verifier_bundle), "card": source.card}
+    config = CascadeConfig(
+        mode="F",
+        threshold=threshold,
+        cost_model=CostModel(prefill_weight=round(DECODE_TOK_S / PREFILL_TOK_S, 3)),
+        proposer=ModelSpec(model="qwen2.5-coder-0.5b-instruct"),
+        strong=ModelSpec(model="qwen2.5-coder-1.5b-instruct"),
+        verifier=verifier,
+    )
+    print(Bundle(config=config, card=card).save_pretrained(args.out))
+
+
+if __name__ == "__main__":
+    main()
