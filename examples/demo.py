@@ -31,7 +31,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph import START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from tqdm import tqdm
-from travel_tools import SYSTEM_PROMPT, TOOLS
+from travel_tools import SMALL, SYSTEM_PROMPT, TOOLS
 
 from spec_tool_node import MODES, CascadeConfig, HFChatModel, SafetyPolicy, SpecAgentState
 from spec_tool_node import SpeculativeActionNode as Node
@@ -241,14 +241,22 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=6, help="model decisions per user turn")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="reply budget per call")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo"))
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help=f"smoke-test settings: {SMALL} as both models, one task, short replies, no BFCL",
+    )
     args = parser.parse_args()
+    if args.small:
+        args.tasks, args.bfcl, args.max_new_tokens, args.max_steps = 1, 0, 24, 3
 
     bundle_config = Bundle.from_pretrained(args.bundle).config
     update = {"mode": args.mode} if args.mode else {}
     config = CascadeConfig.model_validate({**bundle_config.model_dump(), **update})
     print(f"loading the packaged models and the bundle {args.bundle} ...", flush=True)
-    proposer = HFChatModel(model=bundle_config.proposer.model, max_new_tokens=args.max_new_tokens)
-    strong = HFChatModel(model=bundle_config.strong.model, max_new_tokens=args.max_new_tokens)
+    names = (SMALL, SMALL) if args.small else (config.proposer.model, config.strong.model)
+    proposer = HFChatModel(model=names[0], max_new_tokens=args.max_new_tokens)
+    strong = HFChatModel(model=names[1], max_new_tokens=args.max_new_tokens)
     spec = bundle_config.verifier
     uses_verifier = any("verifier" in MODES[m].models for m in {"A", config.mode})
     verifier = (
