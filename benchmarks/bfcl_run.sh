@@ -10,12 +10,13 @@
 #
 # Models: proposer qwen2.5-coder-0.5b-instruct, strong qwen2.5-coder-1.5b-instruct (both zero-shot:
 # DESIGN section 5 asks that both get the same tuning, and a 1.5B SFT does not fit this CPU), the
-# verifier, threshold and cost model from the training issue's bundle.
+# verifier, threshold and cost model from the probe bundle (benchmarks/results/probe; the committed
+# results/bfcl reports were made with the earlier LoRA bundle, benchmarks/results/verifier/bundle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 CLI="$PY -m spec_tool_node.cli"
-BUNDLE=${BUNDLE:-benchmarks/results/verifier/bundle}
+BUNDLE=${BUNDLE:-benchmarks/results/probe/bundle}
 RESULTS=${RESULTS:-benchmarks/results/bfcl}
 CACHE=${CACHE:-$RESULTS/cache}
 LIMIT=${LIMIT:-50}            # examples per held-out single-turn category

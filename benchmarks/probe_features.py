@@ -62,12 +62,19 @@ def main() -> None:
     parser.add_argument("--base", default=PROPOSER, help="probe base model")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--only", choices=["train", "heldout"], help="one side only")
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="last drafts first (a second process into another folder meets the first halfway)",
+    )
     args = parser.parse_args()
     items = []
     if args.only != "heldout":
         items += train_items(args.drafts, args.train_cache)
     if args.only != "train":
         items += heldout_items(args.heldout_cache, args.limit)
+    if args.reverse:
+        items.reverse()
     print(f"{len(items)} drafts", flush=True)
     features = extract_features(
         items, args.out, base_model=args.base, batch_size=args.batch_size, chunk=16

@@ -1,12 +1,25 @@
 """``spec-tool-node data ...`` and ``spec-tool-node train ...``: the training pipeline's commands.
 
-A verifier bundle is rebuilt with (see benchmarks/verifier_run.sh for the exact sizes used):
+A verifier is rebuilt with (see benchmarks/verifier_run.sh and benchmarks/results/probe for the
+exact sizes used):
 
     spec-tool-node data bfcl --split train --out runs/data/train.jsonl
     spec-tool-node train mine --proposer qwen2.5-coder-0.5b-instruct --data runs/data/train.jsonl \\
         --cache runs/drafts/train.jsonl --signals
+    # the probe (the best verifier measured; minutes on a CPU once features are cached):
+    spec-tool-node train verifier --method probe --base qwen2.5-coder-0.5b-instruct \\
+        --data runs/data/train.jsonl --drafts runs/drafts/train.jsonl --out runs/probe
+    # or the LoRA classifier (for a GPU):
     spec-tool-node train verifier --base smollm2-135m-instruct --data runs/data/train.jsonl \\
         --drafts runs/drafts/train.jsonl --out runs/verifier
+
+and a bundle's threshold is recalibrated on your own logged conversations with
+
+    spec-tool-node data chat-logs logs.jsonl --out runs/data/mine.jsonl
+    spec-tool-node train mine --proposer MODEL --data runs/data/mine.jsonl \\
+        --cache runs/drafts/mine.jsonl
+    spec-tool-node train calibrate --bundle BUNDLE --data runs/data/mine.jsonl \\
+        --drafts runs/drafts/mine.jsonl --precision 0.8 --write
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def fit_head(
         mlp = MLPClassifier(
             hidden_layer_sizes=(spec.hidden,),
             alpha=1.0 / spec.C,
-            max_iter=2000,
+            max_iter=500,
             random_state=seed,
         ).fit(z, y)
         weights, biases = [w.copy() for w in mlp.coefs_], [b.copy() for b in mlp.intercepts_]
@@ -281,9 +281,24 @@ def select_probe(
 ) -> Selection:
     """Grouped cross-validated AUROC of every configuration; the best is chosen (ties: the first,
     so list simpler configurations first)."""
+    from threadpoolctl import threadpool_limits
+
     y = np.asarray(labels, dtype=int)
     if len(set(y)) < 2:
         raise ValueError("the training drafts need both right and wrong ones to train a probe")
+    with threadpool_limits(limits=1):  # BLAS threads cost more than they save on fits this small
+        return _select(features, y, layers, poolings, heads, folds, seed)
+
+
+def _select(
+    features: FeatureSet,
+    y: np.ndarray,
+    layers: Iterable[Sequence[int]] | None,
+    poolings: Sequence[str] | None,
+    heads: Sequence[HeadSpec],
+    folds: int,
+    seed: int,
+) -> Selection:
     groups = [group_of(i) for i in features.ids]
     layer_sets = [list(s) for s in layers] if layers else [[la] for la in features.layers[1:]]
     rows = []
