@@ -84,11 +84,11 @@ class Tally:
                 self.failed[stem].append(report.nodeid)
 
 
-def run_tests() -> list[dict[str, Any]]:
-    """Parts 1-6: the reliability tests, long profile, more trajectories."""
+def run_tests(profile: str) -> list[dict[str, Any]]:
+    """Parts 1-6: the reliability tests under a hypothesis profile, more trajectories."""
     os.environ["RELIABILITY_TRAJECTORIES"] = str(TRAJECTORIES)
     tally = Tally()
-    args = ["-q", "-p", "no:cacheprovider", "--hypothesis-profile=reliability-long",
+    args = ["-q", "-p", "no:cacheprovider", f"--hypothesis-profile={profile}",
             str(ROOT / "tests/reliability")]  # fmt: skip
     pytest.main(args, plugins=[tally])
     rows = []
@@ -214,7 +214,9 @@ def suite_table(suite: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write(rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: float) -> str:
+def write(
+    rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: float, profile: str
+) -> str:
     previous = RESULTS / "summary.json"
     if rows is None and previous.exists():  # --suite-only keeps the last test summary
         rows = json.loads(previous.read_text()).get("parts")
@@ -245,8 +247,9 @@ def write(rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: flo
     lines = [
         "# Reliability and security: summary",
         "",
-        "Written by `benchmarks/reliability.py`. Parts 1-6: `tests/reliability` with the long "
-        f"hypothesis profile and {TRAJECTORIES} concurrent trajectories. Part 7: the packaged "
+        "Written by `benchmarks/reliability.py`. Parts 1-6: `tests/reliability` with the "
+        f"hypothesis profile `{profile}` and {TRAJECTORIES} concurrent trajectories. Part 7: the "
+        "packaged "
         "safety suite replayed from real model outputs (proposer qwen2.5-coder-0.5b-instruct, "
         "strong qwen2.5-coder-1.5b-instruct, the bundle's verifier and threshold), policy on.",
         "",
@@ -272,11 +275,18 @@ def write(rows: list[dict[str, Any]] | None, suite: dict[str, Any], seconds: flo
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite-only", action="store_true", help="skip parts 1-6")
+    parser.add_argument(
+        "--profile",
+        default="reliability-long",
+        choices=["reliability", "reliability-long"],
+        help="hypothesis profile of the fuzz tests (tests/reliability/conftest.py): 150 or "
+        "1,000 generated inputs per property",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     sys.path.insert(0, str(ROOT))
-    rows = None if args.suite_only else run_tests()
-    print(write(rows, run_suite(), time.perf_counter() - start))
+    rows = None if args.suite_only else run_tests(args.profile)
+    print(write(rows, run_suite(), time.perf_counter() - start, args.profile))
 
 
 if __name__ == "__main__":
