@@ -127,3 +127,20 @@ def test_node_from_a_served_config_calls_the_servers(bundle, tmp_path):
     assert node.proposer.chat_model.openai_api_base == "http://gpu-a:8001/v1"
     assert node.strong.model_name == "strong"
     assert isinstance(node.verifier, ServedVerifier)
+
+
+def test_a_probe_verifier_stays_in_the_agents_process(tmp_path):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "probe.json").write_text("{}")
+    config = CascadeConfig(
+        proposer=ModelSpec(model="qwen2.5-coder-0.5b-instruct"),
+        strong=ModelSpec(model="qwen2.5-coder-1.5b-instruct"),
+        verifier=ModelSpec(model="qwen2.5-coder-0.5b-instruct", adapter=str(probe)),
+    )
+    bundle = Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    plan = serve_plan(bundle)
+    assert [s.role for s in plan.servers] == ["proposer", "strong"]
+    assert plan.config.verifier.base_url is None
+    assert plan.config.verifier.adapter == str(bundle / "adapters" / "verifier")
+    assert "not a LoRA adapter" in plan.render()

@@ -8,7 +8,8 @@ runs on GPU hosts:
   (``--speculative-config``, method ``draft_model``): token-level speculative decoding inside the
   server, lossless for greedy decoding, on top of the action-level cascade the node runs;
 - the verifier, its LoRA adapter served the same way; the node reads p(ACCEPT) from the label
-  tokens' log-probs (:class:`~spec_tool_node.verifiers.served.ServedVerifier`);
+  tokens' log-probs (:class:`~spec_tool_node.verifiers.served.ServedVerifier`). A probe verifier
+  reads hidden states, which these servers do not return, so it stays in the agent's process;
 
 and the :class:`CascadeConfig` whose model specs carry those endpoints (``base_url``), so
 ``SpeculativeActionNode.from_pretrained`` on a folder holding it calls the servers instead of
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spec_tool_node import assets
@@ -49,10 +50,12 @@ class ServePlan:
 
     servers: list[ServerCommand]
     config: CascadeConfig
+    local: list[str] = field(default_factory=list)
+    """Why a role stays in the agent's process (a verifier no server can run)."""
 
     def render(self) -> str:
         """Shell comments and commands, then the config JSON, as ``serve-config`` prints them."""
-        lines = []
+        lines = [f"# {note}" for note in self.local]
         for server in self.servers:
             lines.append(
                 f"# {server.role}: clients call model {server.served_name!r} at {server.base_url}"
@@ -83,9 +86,7 @@ def lora_rank(adapter: str) -> int:
     return next((r for r in LORA_RANKS if r >= rank), rank)
 
 
-def _command(
-    spec: ModelSpec, role: str, host: str, port: int, extra: list[str]
-) -> tuple[str, str]:
+def _command(spec: ModelSpec, role: str, host: str, port: int, extra: list[str]) -> tuple[str, str]:
     """The ``vllm serve`` command for a role and the model name its clients use."""
     args = ["vllm", "serve", weights(spec.model), "--host", host, "--port", str(port)]
     if spec.adapter:
@@ -126,9 +127,16 @@ def serve_plan(
     tools = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
     servers: list[ServerCommand] = []
     served: dict[str, ModelSpec] = {}
+    local: list[str] = []
     for role in ("proposer", "strong", "verifier"):
         spec: ModelSpec | None = getattr(config, role)
         if spec is None:
+            continue
+        if spec.adapter and not (Path(spec.adapter) / "adapter_config.json").is_file():
+            local.append(
+                f"{role}: {spec.adapter} is not a LoRA adapter (a probe head reads hidden states, "
+                "which OpenAI-compatible servers do not return): it stays in the agent's process"
+            )
             continue
         extra, note = (tools if role != "verifier" else []), ""
         if role == "strong" and config.proposer is not None:
@@ -151,4 +159,4 @@ def serve_plan(
     # mode E's extra drafts: OpenAI-style sampling options instead of transformers' do_sample
     sampling = {"temperature": config.sample_kwargs.get("temperature", 0.8)}
     remote = config.model_copy(update={**served, "sample_kwargs": sampling}, deep=True)
-    return ServePlan(servers=servers, config=remote)
+    return ServePlan(servers=servers, config=remote, local=local)
