@@ -190,7 +190,7 @@ def test_both_qwen_assets_render_the_same_tool_prompt():
 
 
 def test_gguf_file_is_assembled_once_and_verified(fake_asset, tmp_path, capsys):
-    asset, site = fake_asset
+    asset, _site = fake_asset
     path = assets.gguf_file(asset.name)
     assert path == tmp_path / "cache" / "gguf" / "fake.gguf"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == asset.sha256
