@@ -17,6 +17,7 @@ JSON file: no pickle, and it loads without scikit-learn.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -162,6 +163,9 @@ def pooled_hidden_states(
     unknown = set(poolings) - set(POOLINGS)
     if unknown:
         raise ValueError(f"unknown poolings {sorted(unknown)}; known: {', '.join(POOLINGS)}")
+    # only hidden states are read: skip the vocabulary projection where the model allows it
+    keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
+    extra = {"logits_to_keep": 1} if keeps else {}
     order = sorted(range(len(rendered)), key=lambda i: len(rendered[i].input_ids))
     out = np.zeros(
         (len(rendered), len(poolings), len(layers), model.config.hidden_size), dtype=np.float32
@@ -179,7 +183,7 @@ def pooled_hidden_states(
             attention_mask=batch["attention_mask"].to(model.device),
             output_hidden_states=True,
             use_cache=False,
-            logits_to_keep=1,
+            **extra,
         ).hidden_states
         masks = pooling_masks([rendered[i] for i in rows], batch["input_ids"].shape[1])
         for p, name in enumerate(poolings):
