@@ -135,14 +135,15 @@ def test_miss_func_adds_the_held_out_function_at_its_turn():
 
 
 def test_the_step_limit_force_quits_and_fails():
-    looping = [tool_call("ls(a=True)", f"loop_{i}") for i in range(5)]
+    # alternating calls: an immediate repeat of one call is rejected by the repeat guard instead
+    looping = [tool_call(f"ls(a={i % 2 == 0})", f"loop_{i}") for i in range(5)]
     proposer = ScriptedChatModel(name="cheap", script=looping)
     (result,) = run_trajectories([BASE], factory("B", proposer), max_steps_per_turn=2)
 
     assert result.force_terminated and not result.success
     assert result.check["error_type"] == "multi_turn:force_terminated"
     assert (result.turns_run, result.decisions, proposer.calls) == (1, 2, 2)
-    assert result.calls == [[["ls(a=True)"], ["ls(a=True)"]]]
+    assert result.calls == [[["ls(a=True)"], ["ls(a=False)"]]]
 
 
 def test_an_unsafe_call_string_is_never_built_or_executed():
