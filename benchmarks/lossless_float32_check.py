@@ -1,0 +1,51 @@
+"""Re-check, in float32, the examples where mode F's output differed from mode A's in bfloat16.
+
+The side-by-side run (``benchmarks/lossless_bfcl.py``) ran the strong model in bfloat16 with
+float32 logits. Where F's output differed from A's, this runs the strong model entirely in
+float32, mode A and mode F on the same draft text (the proposer's, from the run's row), and says
+whether they now agree.
+
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/lossless_float32_check.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spec_tool_node import bfcl
+from spec_tool_node.actions import tool_schemas
+from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.evaluation.collector import context_of
+
+ROWS = Path("benchmarks/results/lossless/side_by_side.jsonl")
+
+
+def main() -> None:
+    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
+    differing = [r for r in rows if r["F"]["raw_text"] != r["A"]["raw_text"]]
+    examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
+    strong = HFChatModel(
+        model="qwen2.5-coder-1.5b-instruct", dtype="float32", max_new_tokens=128, prefix_cache=0
+    )
+    for row in differing:
+        ex = examples[row["id"]]
+        tools = [{"type": "function", "function": f} for f in tool_schemas(ex.tools).values()]
+        context = context_of(ex)
+        a = strong.bind_tools(tools).invoke(context).response_metadata["raw_text"]
+        draft = row["draft"]["raw_text"] + (row["draft"]["end_text"] or "")
+        f = strong.continue_draft(context, draft, tools).response_metadata["raw_text"]
+        print(
+            json.dumps(
+                {
+                    "id": row["id"],
+                    "bf16": {"A": row["A"]["raw_text"], "F": row["F"]["raw_text"]},
+                    "float32": {"A": a, "F": f, "same": a == f},
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
