@@ -46,7 +46,7 @@ def test_bad_jsonl_line_is_reported_with_file_and_line(tmp_path, capsys):
         ["train", "sft", "--base", "x", "--data", str(data), "--out", str(tmp_path / "run")]
     )
     err = capsys.readouterr().err
-    assert code == 2 and f"{data}:2: " in err and "messages" in err and "gold" in err
+    assert code == 2 and f"{data}:2 (id 'b'): " in err and "messages" in err and "gold" in err
 
 
 def test_gold_naming_an_unknown_tool_is_reported_with_its_id(tmp_path, capsys):
