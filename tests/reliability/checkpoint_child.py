@@ -139,11 +139,16 @@ def main(phase: str, db: str, log_path: str, where: str = "") -> None:
     LOG, HANG = Path(log_path), where
     with SqliteSaver.from_conn_string(db) as saver:
         g = graph(saver)
+        # durability="sync": each step's checkpoint is on disk before the next step starts. The
+        # default ("async") writes it while the next step runs, so a crash in that step can lose
+        # the finished step's writes and repeat its model calls (seen under a loaded CPU).
         if phase == "first":
-            g.invoke({"messages": [HumanMessage("pay bob 5,000 dollars")]}, THREAD)
-            g.invoke({"messages": [HumanMessage("and the weather in Paris?")]}, THREAD)
+            question = {"messages": [HumanMessage("pay bob 5,000 dollars")]}
+            g.invoke(question, THREAD, durability="sync")
+            question = {"messages": [HumanMessage("and the weather in Paris?")]}
+            g.invoke(question, THREAD, durability="sync")
             return
-        state = g.invoke(None, THREAD)
+        state = g.invoke(None, THREAD, durability="sync")
         print(
             json.dumps(
                 {
