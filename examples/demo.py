@@ -28,13 +28,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
-from langgraph.graph import START, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
 from tqdm import tqdm
 from travel_tools import SMALL, SYSTEM_PROMPT, TOOLS
 
-from spec_tool_node import MODES, CascadeConfig, HFChatModel, SafetyPolicy, SpecAgentState
+from spec_tool_node import MODES, CascadeConfig, HFChatModel, SafetyPolicy
 from spec_tool_node import SpeculativeActionNode as Node
+from spec_tool_node.bfcl.trajectories import build_graph, run_trajectory
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.costs import TurnRecord, summarize
 from spec_tool_node.verifiers.probe import load_verifier
@@ -113,17 +112,6 @@ def _row(task: str, mode: str, ledger: Sequence[TurnRecord], wall: float, **extr
     )
 
 
-def react_graph(node: Node, tools: Sequence[BaseTool]) -> Any:
-    """The ReAct loop every LangGraph user already has, with the speculative node as its agent."""
-    builder = StateGraph(SpecAgentState)
-    builder.add_node("agent", node)
-    builder.add_node("tools", ToolNode(list(tools), handle_tool_errors=True))
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", tools_condition)
-    builder.add_edge("tools", "agent")
-    return builder.compile()
-
-
 def _ran(messages: Sequence[BaseMessage]) -> list[str]:
     """Names of the tools that actually ran (a ToolMessage that is not an error)."""
     return [m.name or "" for m in messages if isinstance(m, ToolMessage) and m.status != "error"]
@@ -132,7 +120,7 @@ def _ran(messages: Sequence[BaseMessage]) -> list[str]:
 def run_assistant(task: AssistantTask, node: Node, mode: str, max_steps: int) -> Row:
     """One question through the ReAct agent; right = the expected tool ran (or nothing ran for a
     request the policy must block) and the agent ended with a non-empty answer."""
-    graph = react_graph(node, TOOLS)
+    graph = build_graph(node, TOOLS)
     start = time.perf_counter()
     try:
         result = graph.invoke(
@@ -150,8 +138,6 @@ def run_assistant(task: AssistantTask, node: Node, mode: str, max_steps: int) ->
 
 def run_bfcl(task_id: str, factory: Callable[..., Node], mode: str, max_steps: int) -> Row:
     """A held-out BFCL multi-turn task in its executable environment, checked by BFCL."""
-    from spec_tool_node.bfcl.trajectories import run_trajectory
-
     result = run_trajectory(task_id, factory, max_steps_per_turn=max_steps, on_error="record")
     turns_ok = sum(result.state_per_turn)
     answer = f"BFCL state right after {turns_ok}/{result.turns} turns"
