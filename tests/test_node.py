@@ -288,7 +288,8 @@ def test_interrupts_propagate(use_async):
     assert strong.calls == 0
 
 
-def test_decisions_stream_on_the_custom_channel():
+@pytest.mark.parametrize("use_async", [False, True])
+def test_decisions_stream_on_the_custom_channel(use_async):
     cheap, strong = models([call("get_weather", city="Paris"), say("ok")])
     node = SpeculativeActionNode(
         proposer=cheap,
@@ -297,13 +298,19 @@ def test_decisions_stream_on_the_custom_channel():
         tools=TOOLS,
         config=CascadeConfig(mode="D"),
     )
-    events = [
-        data[STREAM_KEY]
-        for mode, data in graph(node).stream(
-            {"messages": QUESTION}, stream_mode=["custom", "updates"]
-        )
-        if mode == "custom"
-    ]
+    compiled, modes = graph(node), ["custom", "updates"]
+
+    async def astream() -> list:
+        return [
+            chunk async for chunk in compiled.astream({"messages": QUESTION}, stream_mode=modes)
+        ]
+
+    chunks = (
+        asyncio.run(astream())
+        if use_async
+        else list(compiled.stream({"messages": QUESTION}, stream_mode=modes))
+    )
+    events = [data[STREAM_KEY] for mode, data in chunks if mode == "custom"]
     assert [e["path"] for e in events] == ["accepted", "accepted"]
     assert events[0]["p_accept"] == 0.9 and events[0]["calls"][0]["purpose"] == "draft"
 

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import merge_configs
+from langchain_core.runnables.config import ensure_config, merge_configs
 from langchain_core.tools import BaseTool
-from langgraph._internal._runnable import RunnableCallable
+from langgraph.config import get_stream_writer
 from langgraph.graph import MessagesState
 from langgraph.types import StreamWriter, interrupt
 
@@ -117,7 +117,16 @@ class _BoundModels:
         return await asyncio.to_thread(self.continue_draft, draft)
 
 
-class SpeculativeActionNode(RunnableCallable):
+def _stream_writer() -> StreamWriter:
+    """The graph's custom-stream writer; outside a graph run (``node.invoke`` called directly)
+    there is no stream, so the events are dropped."""
+    try:
+        return get_stream_writer()
+    except (RuntimeError, KeyError, AttributeError):  # no graph runtime in the current context
+        return lambda _event: None
+
+
+class SpeculativeActionNode(Runnable[dict[str, Any] | list[AnyMessage], dict[str, Any]]):
     """A LangGraph node that picks the agent's next action speculatively.
 
     Args:
@@ -153,7 +162,7 @@ class SpeculativeActionNode(RunnableCallable):
         name: str = "agent",
         messages_key: str = "messages",
     ) -> None:
-        super().__init__(self._func, self._afunc, name=name, trace=False)
+        self.name = name
         self.config = config or CascadeConfig()
         self.proposer, self.strong, self.verifier = proposer, strong, verifier
         self.judge = ChatModelVerifier(strong) if strong is not None else None
@@ -246,6 +255,23 @@ class SpeculativeActionNode(RunnableCallable):
     def _turn_index(state: dict[str, Any] | list[AnyMessage]) -> int | None:
         """This turn's place in the trajectory (the ledger's length), for error messages."""
         return len(state.get("spec_ledger") or []) if isinstance(state, dict) else None
+
+    def invoke(
+        self,
+        input: dict[str, Any] | list[AnyMessage],
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """One turn, run directly (no run of its own is traced: the graph traces the node)."""
+        return self._func(input, ensure_config(config), _stream_writer())
+
+    async def ainvoke(
+        self,
+        input: dict[str, Any] | list[AnyMessage],
+        config: RunnableConfig | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        return await self._afunc(input, ensure_config(config), _stream_writer())
 
     def _func(
         self, state: dict[str, Any], config: RunnableConfig, writer: StreamWriter
