@@ -172,8 +172,9 @@ def test_left_padded_batches_keep_only_the_label_logits_and_lose_nothing(base_fo
         {"input_ids": [5, 6, 4], "labels": [-100, -100, 4]},
     ]
     loss = LabelPairLoss(4, 9)
-    full = Collator(tokenizer.pad_token_id)(rows)
-    kept = Collator(tokenizer.pad_token_id, logits_to_keep=2)(rows)
+    full = Collator(tokenizer)(rows)
+    tokenizer.padding_side = "left"
+    kept = Collator(tokenizer, logits_to_keep=2)(rows)
     assert kept["input_ids"][1].tolist()[:2] == [tokenizer.pad_token_id] * 2
     assert kept["position_ids"][1].tolist() == [0, 0, 0, 1, 2]
     with torch.no_grad():

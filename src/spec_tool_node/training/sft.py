@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from spec_tool_node.chat_models.loading import load_pretrained
@@ -36,39 +36,32 @@ def lora_config(cfg: TrainConfig) -> LoraConfig:
     )
 
 
-class Collator:
-    """Pads ids with the pad token and labels with -100, and builds the attention mask.
+@dataclass
+class Collator(DataCollatorForSeq2Seq):
+    """transformers' ``DataCollatorForSeq2Seq`` (ids, attention mask and ``-100`` labels, padded on
+    the tokenizer's ``padding_side``), plus what a left-padded batch needs.
 
     Args:
-        pad_id: the tokenizer's pad token id.
-        logits_to_keep: left-pad instead, so every row ends at its last token, and ask the model
-            for the logits of only the last ``logits_to_keep`` positions. A classifier whose one
-            label ends each row then skips the vocabulary projection of every other position
-            (with a 151k-token vocabulary, most of a step's time and memory).
+        tokenizer: pads with its pad token on its ``padding_side``.
+        logits_to_keep: ask the model for the logits of only the last ``logits_to_keep``
+            positions. With a left-padding tokenizer every row ends at its last token, so a
+            classifier whose one label ends each row then skips the vocabulary projection of every
+            other position (with a 151k-token vocabulary, most of a step's time and memory).
+
+    A left-padded batch also gets ``position_ids`` that start at 0 on each row's first token.
     """
 
-    def __init__(self, pad_id: int, logits_to_keep: int | None = None) -> None:
-        self.pad_id = pad_id
-        self.logits_to_keep = logits_to_keep
+    label_pad_token_id: int = -100
+    return_tensors: str = "pt"
+    logits_to_keep: int | None = None
 
-    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
-        width = max(len(b["input_ids"]) for b in batch)
-        left = self.logits_to_keep is not None
-
-        def pad(row: list[int], value: int) -> list[int]:
-            filler = [value] * (width - len(row))
-            return filler + row if left else row + filler
-
-        mask = torch.tensor([pad([1] * len(b["input_ids"]), 0) for b in batch])
-        out: dict[str, Any] = {
-            "input_ids": torch.tensor([pad(b["input_ids"], self.pad_id) for b in batch]),
-            "labels": torch.tensor([pad(b["labels"], -100) for b in batch]),
-            "attention_mask": mask,
-        }
-        if left:
-            out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            out["logits_to_keep"] = self.logits_to_keep
-        return out
+    def __call__(self, features: list[dict[str, Any]], return_tensors: Any = None) -> Any:
+        batch = super().__call__(features, return_tensors)
+        if self.tokenizer.padding_side == "left":
+            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        if self.logits_to_keep is not None:
+            batch["logits_to_keep"] = self.logits_to_keep
+        return batch
 
 
 def _rows(features: Sequence[Features]) -> list[dict[str, list[int]]]:
@@ -91,7 +84,7 @@ def train_lora(
 
     Resumes from the newest ``checkpoint-*`` in ``output_dir`` when ``resume`` is set.
     ``compute_loss`` replaces the language-model loss (``Trainer``'s ``compute_loss_func``);
-    ``collator`` replaces the right-padding :class:`Collator`.
+    ``collator`` replaces the :class:`Collator` on ``tokenizer``.
     """
     output_dir = Path(output_dir)
     set_seed(cfg.seed)
@@ -121,7 +114,7 @@ def train_lora(
         args=args,
         train_dataset=_rows(train),
         eval_dataset=_rows(eval_set) if eval_set else None,
-        data_collator=collator or Collator(tokenizer.pad_token_id),
+        data_collator=collator or Collator(tokenizer),
         compute_loss_func=compute_loss,
     )
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None

@@ -95,6 +95,8 @@ def train_verifier(
     train = features([p for p in pairs if p.example_id not in held])
     evaluation = features([p for p in pairs if p.example_id in held])
     keep = 2 if _keeps_logits(model) else None  # the label's logits, not the whole sequence's
+    if keep is not None:  # rows end at their label, as TrainedVerifier reads them
+        tokenizer.padding_side = "left"
     adapter = train_lora(
         model,
         tokenizer,
@@ -104,7 +106,7 @@ def train_verifier(
         eval_set=evaluation,
         resume=resume,
         compute_loss=LabelPairLoss(*label_token_ids(tokenizer)),
-        collator=Collator(tokenizer.pad_token_id, logits_to_keep=keep),
+        collator=Collator(tokenizer, logits_to_keep=keep),
     )
     return adapter, mix
 
