@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from spec_tool_node.examples import read_examples
+from spec_tool_node.example_files import read_examples
 from spec_tool_node.training.data import load_draft_cache
 
 

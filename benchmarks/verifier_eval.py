@@ -25,7 +25,7 @@ from langchain_core.messages import convert_to_messages
 from tqdm.auto import tqdm
 
 from spec_tool_node.actions import action_from_canonical
-from spec_tool_node.examples import read_examples
+from spec_tool_node.example_files import read_examples
 from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.training.verifier import auroc, calibrate, precision_recall
 

@@ -12,7 +12,7 @@ pytest.importorskip("bfcl_eval")
 import jsonschema
 
 from spec_tool_node import bfcl
-from spec_tool_node.examples import Example, tool_name
+from spec_tool_node.example_files import Example, tool_name
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ CORE = (
     "config",
     "costs",
     "errors",
-    "examples",
+    "example_files",
     "jsonl",
     "middleware",
     "modes",
@@ -105,7 +105,9 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_the_cycle_check_sees_function_level_imports(tmp_path):
-    tree = ast.parse("def f():\n    from spec_tool_node import cli\nif TYPE_CHECKING:\n    import x\n")
+    tree = ast.parse(
+        "def f():\n    from spec_tool_node import cli\nif TYPE_CHECKING:\n    import x\n"
+    )
     assert [ast.unparse(n) for n in _runtime_imports(tree)] == ["from spec_tool_node import cli"]
 
 

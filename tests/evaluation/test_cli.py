@@ -10,7 +10,7 @@ import pytest
 from spec_tool_node.cli import build_parser, main
 from spec_tool_node.evaluation.datasets import load_dataset
 from spec_tool_node.evaluation.runs import ModelPool
-from spec_tool_node.examples import write_examples
+from spec_tool_node.example_files import write_examples
 from tests.evaluation import toy
 
 

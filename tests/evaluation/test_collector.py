@@ -17,7 +17,7 @@ from spec_tool_node.evaluation import (
     model_key,
     simulate,
 )
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers import TrainedVerifier
 from tests.conftest import make_model, make_tokenizer
 from tests.evaluation.fakes import TOOLS, LookupChatModel, LookupVerifier, call

@@ -38,7 +38,7 @@ from spec_tool_node.evaluation.safety_suite import (
     scenarios_path,
 )
 from spec_tool_node.evaluation.simulator import is_unsafe
-from spec_tool_node.examples import Example, tool_name
+from spec_tool_node.example_files import Example, tool_name
 from spec_tool_node.safety import SafetyPolicy
 from tests.evaluation.fakes import write_cache
 

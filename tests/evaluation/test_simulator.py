@@ -6,7 +6,7 @@ import pytest
 
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import collect, live_check, simulate
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.modes import MODES as MODES_TABLE
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.safety import SafetyPolicy

@@ -16,7 +16,7 @@ from pathlib import Path
 from spec_tool_node.actions import tool_schemas
 from spec_tool_node.costs import CallRecord
 from spec_tool_node.evaluation import ModelKeys, message_record, model_key
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from tests.evaluation.fakes import TOOLS, call, text_of, write_cache
 
 KEYS = ModelKeys(

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from spec_tool_node.actions import ToolCall, ToolCallsAction
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.examples import ExampleError, read_examples
+from spec_tool_node.example_files import ExampleError, read_examples
 from spec_tool_node.node import SpeculativeActionNode
 from tests.reliability.common import LIMIT, RAN, TOOLS, invoke, react_graph
 from tests.scripted import ScriptedChatModel, ScriptedVerifier, call, say

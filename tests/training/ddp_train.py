@@ -19,7 +19,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.training import sft
 from spec_tool_node.training.config import TrainConfig
 from spec_tool_node.training.verifier import train_verifier

@@ -10,7 +10,7 @@ from langchain_core.messages import convert_to_messages
 
 from spec_tool_node.actions import action_from_canonical, canonical_text
 from spec_tool_node.chat_models.hf import HFChatModel
-from spec_tool_node.examples import Example, ExampleError
+from spec_tool_node.example_files import Example, ExampleError
 from spec_tool_node.training.data import (
     TemplateError,
     build_pairs,

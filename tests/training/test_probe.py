@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spec_tool_node.cli import main
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.training.probe import (
     HeadSpec,
     deferral_labels,

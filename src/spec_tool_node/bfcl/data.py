@@ -1,4 +1,5 @@
-"""BFCL v4 (the ``bfcl-eval`` package) read into :class:`~spec_tool_node.examples.Example` objects.
+"""BFCL v4 (the ``bfcl-eval`` package) read into
+:class:`~spec_tool_node.example_files.Example` objects.
 
 The data ships inside the ``bfcl_eval`` package (``pip install --no-deps bfcl-eval==2026.3.23``;
 its pinned dependencies are not needed here). Files ``data/BFCL_v4_<category>.json`` are JSONL
@@ -72,7 +73,7 @@ import warnings
 from typing import Any, Literal
 
 from spec_tool_node.errors import SpecToolNodeError
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 
 BFCL_INSTALL_HINT = "pip install --no-deps bfcl-eval==2026.3.23"
 SOURCE = "bfcl_v4"

@@ -14,7 +14,7 @@ from spec_tool_node.bfcl.data import (
     split_of,
 )
 from spec_tool_node.bfcl.replay import load_multi_turn
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 
 
 def load_category(name: str) -> list[Example]:

@@ -28,7 +28,7 @@ import re
 from typing import Any, Literal
 
 from spec_tool_node.actions import Action, BlockedAction, RespondAction, ToolCall, ToolCallsAction
-from spec_tool_node.examples import GoldCall, tool_name
+from spec_tool_node.example_files import GoldCall, tool_name
 
 Gold = list[GoldCall] | Literal["respond", "blocked"]
 

@@ -24,7 +24,7 @@ from spec_tool_node.bfcl.data import (
 )
 from spec_tool_node.bfcl.environment import BFCLEnvironment
 from spec_tool_node.bfcl.tasks import MultiTurnTask, check_multi_turn, class_import_error, task_of
-from spec_tool_node.examples import Example, tool_name
+from spec_tool_node.example_files import Example, tool_name
 
 
 def _literal(node: Any, call: str) -> Any:

@@ -35,7 +35,7 @@ from spec_tool_node.evaluation.datasets import (
     load_dataset,
 )
 from spec_tool_node.evaluation.runs import ModelPool, RunSettings, require_models
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.modes import UnknownModeError, models_needed, parse_modes
 
 if TYPE_CHECKING:

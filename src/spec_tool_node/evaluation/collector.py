@@ -48,7 +48,7 @@ from spec_tool_node.actions import (
 )
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.errors import SpecToolNodeError
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.modes import MODES, mode_letter
 from spec_tool_node.verifiers.base import Verifier

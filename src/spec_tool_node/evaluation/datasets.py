@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from spec_tool_node.errors import SpecToolNodeError
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 
 TRAJECTORY_DATASET = "bfcl-trajectories"
 """``--data`` name that runs only the live trajectories (no single-turn evaluation)."""

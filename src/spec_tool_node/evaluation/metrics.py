@@ -29,7 +29,7 @@ from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.cascade import MODES
 from spec_tool_node.evaluation.collector import Collection
 from spec_tool_node.evaluation.simulator import SampleResult, Simulation
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 
 ACCURACY_TOLERANCE = 0.02
 """Target: mode D within 2 points of mode A's accuracy ..."""

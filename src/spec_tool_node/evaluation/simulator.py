@@ -51,7 +51,7 @@ from spec_tool_node.evaluation.collector import (
     context_of,
     rebuild_message,
 )
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.safety import SafetyPolicy
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(i / 20, 2) for i in range(21))

@@ -143,7 +143,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _examples(path: Path, on_error: str, limit: int | None = None) -> list:
-    from spec_tool_node.examples import read_examples
+    from spec_tool_node.example_files import read_examples
 
     examples = list(read_examples(path, on_error=on_error))
     return examples[:limit] if limit else examples
@@ -151,7 +151,7 @@ def _examples(path: Path, on_error: str, limit: int | None = None) -> list:
 
 def data_bfcl(args: argparse.Namespace) -> int:
     from spec_tool_node import bfcl
-    from spec_tool_node.examples import write_examples
+    from spec_tool_node.example_files import write_examples
 
     examples = bfcl.load_split(args.split, _split_list(args.categories), args.limit_per_category)
     count = write_examples(args.out, examples)
@@ -160,7 +160,7 @@ def data_bfcl(args: argparse.Namespace) -> int:
 
 
 def data_chat_logs(args: argparse.Namespace) -> int:
-    from spec_tool_node.examples import write_examples
+    from spec_tool_node.example_files import write_examples
     from spec_tool_node.training.data import read_chat_logs
 
     count = write_examples(args.out, read_chat_logs(args.logs, on_error=args.on_error))

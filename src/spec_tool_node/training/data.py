@@ -7,8 +7,8 @@ end-of-turn token). Verifier pairs are rendered by
 :func:`spec_tool_node.verifiers.render_verifier_prompt`, the prompt ``TrainedVerifier`` reads,
 with the loss on the single label token.
 
-Readers turn trajectories into the example format (:mod:`spec_tool_node.examples`): OpenAI-style
-chat logs here, BFCL in :mod:`spec_tool_node.bfcl`.
+Readers turn trajectories into the example format (:mod:`spec_tool_node.example_files`):
+OpenAI-style chat logs here, BFCL in :mod:`spec_tool_node.bfcl`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from spec_tool_node.actions import (
 )
 from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.chat_models.templates import ReplyRenderError, render_reply
-from spec_tool_node.examples import Example, ExampleError, GoldCall, TemplateError
+from spec_tool_node.example_files import Example, ExampleError, GoldCall, TemplateError
 from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.verifiers.prompt import label_token_ids, render_verifier_prompt
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from spec_tool_node.actions import action_from_canonical
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers.probe import POOLINGS, ProbeHead, pooled_hidden_states, render_draft
 
 META_FILE = "features.json"
@@ -455,8 +455,10 @@ def strong_correct(path: str | Path, examples: dict[str, Example]) -> dict[str, 
             continue
         act = record.get("act", record)
         text = act.get("action", act.get("draft"))
-        out[i] = bool(act.get("valid")) and text is not None and matches(
-            action_from_canonical(text), examples[i].gold
+        out[i] = (
+            bool(act.get("valid"))
+            and text is not None
+            and matches(action_from_canonical(text), examples[i].gold)
         )
     return out
 

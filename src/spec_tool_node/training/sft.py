@@ -20,7 +20,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set
 from transformers.trainer_utils import get_last_checkpoint
 
 from spec_tool_node.chat_models.loading import load_pretrained
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.training.config import TrainConfig
 from spec_tool_node.training.data import Features, check_template, render_sft
 

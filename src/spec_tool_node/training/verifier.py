@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from spec_tool_node.chat_models.loading import load_pretrained
-from spec_tool_node.examples import Example
+from spec_tool_node.example_files import Example
 from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
 from spec_tool_node.training.sft import Collator, TrainConfig, train_lora
 from spec_tool_node.verifiers.prompt import label_token_ids

@@ -1,6 +1,6 @@
 """The safety suite: unsafe scenarios, safe look-alikes, and the policy that gates them.
 
-``scenarios.jsonl`` holds examples in the example format (:mod:`spec_tool_node.examples`) for
+``scenarios.jsonl`` holds examples in the example format (:mod:`spec_tool_node.example_files`) for
 one user, Alice Chen, whose saved payees, contacts and folders the system message states:
 
 - ``safety_unsafe_*`` (gold ``"blocked"``): destructive file operations (delete, ``rm``,
@@ -30,7 +30,7 @@ import tempfile
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from spec_tool_node.examples import Example, read_examples
+from spec_tool_node.example_files import Example, read_examples
 from spec_tool_node.safety import SafetyPolicy
 
 SCENARIOS = "scenarios.jsonl"
@@ -72,7 +72,7 @@ def load_safety_suite(limit: int | None = None) -> list[Example]:
     first ``limit`` safe ones (so a short run still measures both).
 
     Raises:
-        spec_tool_node.examples.ExampleError: a line of the file is not a valid example.
+        spec_tool_node.example_files.ExampleError: a line of the file is not a valid example.
     """
     examples = list(read_examples(scenarios_path()))
     if not limit:
