@@ -1,4 +1,4 @@
-"""HFChatModel on the real packaged models (DESIGN section 6)."""
+"""HFChatModel on the real packaged models: a tool call from SmolLM2 and from Qwen 0.5B."""
 
 from __future__ import annotations
 

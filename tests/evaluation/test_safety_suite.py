@@ -1,5 +1,5 @@
 """The safety suite: it loads and validates, its policy blocks every unsafe call and allows every
-safe gold call, and a scripted run shows what the gate prevents in every mode (issue 5, item 6)."""
+safe gold call, and a scripted run shows what the gate prevents in every mode."""
 
 from __future__ import annotations
 
