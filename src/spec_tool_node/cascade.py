@@ -395,7 +395,7 @@ class ModelCalls(Protocol):
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage: ...
 
 
-def _record(
+def call_record(
     role: Role,
     name: str,
     purpose: str,
@@ -403,6 +403,9 @@ def _record(
     wall: float,
     error: str | None = None,
 ) -> CallRecord:
+    """The ledger entry of one model call: tokens, model name and a continuation's counts from
+    ``message`` (``None`` for a failed call, with its ``error``); ``name`` when the reply names
+    no model. Shared by the drivers and the simulator's replay."""
     usage = (message.usage_metadata if message is not None else None) or {}
     model = (message.response_metadata.get("model_name") if message is not None else None) or name
     lossless = (message.response_metadata.get("lossless") if message is not None else None) or {}
@@ -515,9 +518,9 @@ def _as_draft(
     if not isinstance(outcome, AIMessage | Exception):
         outcome = TypeError(f"expected an AIMessage, got {type(outcome).__name__}")
     if isinstance(outcome, Exception):
-        calls.append(_record("cheap", name, "draft", None, wall, _error(outcome)))
+        calls.append(call_record("cheap", name, "draft", None, wall, _error(outcome)))
         return Draft(message=None, error=_error(outcome))
-    calls.append(_record("cheap", name, "draft", outcome, wall))
+    calls.append(call_record("cheap", name, "draft", outcome, wall))
     return Draft(message=outcome)
 
 
@@ -547,7 +550,7 @@ def _as_scored(
     if not failed:
         role: Role = getattr(scorer, "role", "verifier")  # a prompted judge bills the strong role
         name = str(getattr(scorer, "name", None) or type(scorer).__name__)
-        failed = [_record(role, name, "verify", None, wall, error)]
+        failed = [call_record(role, name, "verify", None, wall, error)]
     calls.extend(failed)
     return Scored(p_accept=[0.0] * count, error=error)
 
@@ -572,13 +575,13 @@ def _as_action(
     ``purpose`` is ``"act"``, or ``"continue"`` when it continued a draft.
     """
     if isinstance(outcome, Exception):
-        calls.append(_record("strong", name, purpose, None, wall, _error(outcome)))
+        calls.append(call_record("strong", name, purpose, None, wall, _error(outcome)))
         raise _StrongFailed(name, outcome)
     if not isinstance(outcome, AIMessage):
         error = TypeError(f"expected an AIMessage, got {type(outcome).__name__}")
-        calls.append(_record("strong", name, purpose, None, wall, _error(error)))
+        calls.append(call_record("strong", name, purpose, None, wall, _error(error)))
         raise _StrongFailed(name, error)
-    calls.append(_record("strong", name, purpose, outcome, wall))
+    calls.append(call_record("strong", name, purpose, outcome, wall))
     return outcome
 
 

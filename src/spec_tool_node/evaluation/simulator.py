@@ -39,11 +39,12 @@ from spec_tool_node.cascade import (
     Draft,
     Propose,
     Scored,
+    call_record,
     decide,
     turn_record,
 )
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.costs import CallRecord, Role, TurnRecord
+from spec_tool_node.costs import CallRecord, TurnRecord
 from spec_tool_node.evaluation.collector import (
     CacheMissingError,
     Collected,
@@ -138,21 +139,13 @@ class _Replay:
         return CacheMissingError(f"example {self.example.id!r}: the cache has no {what}")
 
     def draft(self, record: dict[str, Any]) -> Draft:
-        name = record.get("model_name") or "proposer"
+        name, wall = record.get("model_name"), record.get("wall_s", 0.0)
         if record.get("exception"):
-            self.calls.append(
-                CallRecord(
-                    role="cheap",
-                    model=name,
-                    purpose="draft",
-                    wall_s=record.get("wall_s", 0.0),
-                    ok=False,
-                    error=record["exception"],
-                )
-            )
-            return Draft(message=None, error=record["exception"])
+            error = record["exception"]
+            self.calls.append(call_record("cheap", name or "proposer", "draft", None, wall, error))
+            return Draft(message=None, error=error)
         message = rebuild_message(record)
-        self.calls.append(self._record("cheap", "draft", message, record))
+        self.calls.append(call_record("cheap", name or "cheap", "draft", message, wall))
         return Draft(message=message)
 
     def propose(self, count: int) -> list[Draft]:
@@ -208,23 +201,9 @@ class _Replay:
                 self.calls,
             )
         message = rebuild_message(record)
-        self.calls.append(self._record("strong", purpose, message, record))
+        name = record.get("model_name") or "strong"
+        self.calls.append(call_record("strong", name, purpose, message, record.get("wall_s", 0.0)))
         return message
-
-    @staticmethod
-    def _record(role: Role, purpose: str, message: AIMessage, record: dict) -> CallRecord:
-        usage = message.usage_metadata or {}
-        lossless = record.get("lossless") or {}
-        return CallRecord(
-            role=role,
-            model=message.response_metadata.get("model_name") or record.get("model_name") or role,
-            purpose=purpose,
-            input_tokens=usage.get("input_tokens", 0),
-            output_tokens=usage.get("output_tokens", 0),
-            wall_s=record.get("wall_s", 0.0),
-            checked_tokens=lossless.get("checked_tokens"),
-            kept_tokens=lossless.get("kept_tokens"),
-        )
 
 
 def replay(
