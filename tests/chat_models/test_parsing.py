@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spec_tool_node.chat_models.parsing import parse_reply, parse_template_response
+from spec_tool_node.chat_models.parsing import call_forms, parse_reply, parse_template_response
 
 WEATHER = {"name": "get_weather", "args": {"city": "Paris"}}
 
@@ -118,3 +120,30 @@ def test_template_response_dicts():
         }
     )
     assert [{"name": c["name"], "args": c["args"]} for c in reply.tool_calls] == [WEATHER]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(
+        st.fixed_dictionaries(
+            {
+                "name": st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,20}", fullmatch=True),
+                "args": st.dictionaries(
+                    st.text(min_size=1, max_size=8),
+                    st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=12)),
+                    max_size=4,
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_every_form_of_a_call_parses_back_to_it(calls):
+    """call_forms is the parser's inverse: each surface form reads back as the same calls."""
+    for form in call_forms(calls):
+        parsed = parse_reply(form)
+        assert [(c["name"], c["args"]) for c in parsed.tool_calls] == [
+            (c["name"], c["args"]) for c in calls
+        ], form
+        assert not parsed.invalid_tool_calls and not parsed.content

@@ -68,10 +68,17 @@ def greedy(model, tokenizer, prompt: list[int], budget: int = BUDGET, end=None) 
     return cut_at_end(out[0, len(prompt) :].tolist(), end)
 
 
-def check(model, tokenizer, prompt, draft, budget=BUDGET, cache=None, end=None):
+def check(model, tokenizer, prompt, draft, budget=BUDGET, cache=None, end=None, alternatives=()):
     end = end or [tokenizer.eos_token_id]
     result = continue_draft(
-        model, tokenizer, prompt, draft, max_new_tokens=budget, end_ids=end, cache=cache
+        model,
+        tokenizer,
+        prompt,
+        draft,
+        max_new_tokens=budget,
+        end_ids=end,
+        cache=cache,
+        alternatives=alternatives,
     )
     assert result.token_ids == greedy(model, tokenizer, prompt, budget, end)
     return result
@@ -104,6 +111,39 @@ def test_output_equals_greedy_for_every_kind_of_draft(pair, prompt_text):
 
     short = check(model, tokenizer, prompt, want[:7])  # a draft cut short: the model goes on
     assert short.kept_tokens == 7 and not short.full_draft_kept
+
+
+def test_other_forms_of_the_draft_are_followed_where_the_model_goes(pair):
+    """Alternatives: the same draft in other surface forms. The check follows whichever form
+    agrees with the model's greedy choice, switching forms mid-draft on the same cache, and the
+    output stays the greedy output whatever the forms say."""
+    model, tokenizer = pair
+    prompt = ids(tokenizer, PROMPTS[0])
+    want = greedy(model, tokenizer, prompt)
+    vocab = len(tokenizer)
+
+    def off(token: int) -> int:
+        return (token + 1) % vocab
+
+    wrong_start = [off(want[0]), *want[1:]]
+    first_right = check(model, tokenizer, prompt, wrong_start, alternatives=[want])
+    assert first_right.kept_tokens == BUDGET and first_right.full_draft_kept
+    assert first_right.forward_tokens == len(prompt) + 2 * BUDGET  # the draft, then the form
+
+    # form 1 is right up to token 6, form 2 from there on: the output follows both
+    early = [*want[:6], off(want[6]), *want[7:]]
+    late = [*want[:3], off(want[3]), *want[4:]]
+    switched = check(model, tokenizer, prompt, late, alternatives=[early, want])
+    assert switched.kept_tokens == BUDGET and switched.full_draft_kept
+    assert switched.checked_tokens == BUDGET + (BUDGET - 3) + (BUDGET - 6)
+
+    # forms that are all wrong somewhere: kept as far as the best one agrees, then generated
+    partial = check(model, tokenizer, prompt, late, alternatives=[early, [off(want[0])]])
+    assert partial.kept_tokens == 6 and not partial.full_draft_kept
+
+    # text forms are tokenised like a text draft; an empty primary draft still has its forms
+    as_text = check(model, tokenizer, prompt, [], alternatives=[tokenizer.decode(want)])
+    assert as_text.draft_tokens == 0 and as_text.kept_tokens > 0
 
 
 def test_draft_with_an_end_token_is_cut_there_and_kept_whole(pair):

@@ -10,6 +10,7 @@ import torch
 from langchain_core.messages import HumanMessage
 
 from spec_tool_node.chat_models.hf import HFChatModel
+from spec_tool_node.chat_models.parsing import call_forms
 from spec_tool_node.chat_models.speculative import continue_draft, cut_at_end
 
 BUDGET = 24
@@ -44,3 +45,39 @@ def test_continue_draft_equals_greedy_on_smollm2_for_every_kind_of_draft():
     assert continue_draft(
         model, tokenizer, prompt, want, max_new_tokens=BUDGET, end_ids=end
     ).kept_tokens == len(want)
+
+
+@pytest.mark.slow
+@pytest.mark.packaged
+def test_a_right_call_in_another_form_is_kept_whole_by_qwen_1_5b():
+    """The 0.5B writes the travel desk's calls as one line of bare JSON, the 1.5B (with a longer
+    system prompt) as a fenced, indented block: the same action. A draft in a form the 1.5B does
+    not write here is checked in every form: the whole draft is kept and the reply is its own
+    greedy reply."""
+    from langchain_core.messages import SystemMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(city: str, unit: str = "celsius") -> str:
+        """Get the current weather in a city.
+
+        Args:
+            city: the city name, e.g. Paris
+            unit: "celsius" or "fahrenheit"
+        """
+        return f"{city}: 21 degrees {unit}"
+
+    strong = HFChatModel(model="qwen2.5-coder-1.5b-instruct", max_new_tokens=64, prefix_cache=0)
+    messages = [
+        SystemMessage("You are a travel assistant. Call a tool when it helps."),
+        HumanMessage("What's the weather in Paris in celsius?"),
+    ]
+    want = strong.bind_tools([get_weather]).invoke(messages)
+    assert want.tool_calls, want
+    call = want.tool_calls[0]
+    own = want.response_metadata["raw_text"]
+    other = next(form for form in call_forms([call]) if form != own)  # really another form
+    got = strong.continue_draft(messages, other + "<|im_end|>", [get_weather])
+    assert got.response_metadata["raw_text"] == want.response_metadata["raw_text"]
+    assert got.response_metadata["lossless"]["full_draft_kept"]
+    assert got.response_metadata["lossless"]["generated_tokens"] == 0

@@ -18,6 +18,7 @@ Prompt rendering (with the fallback for templates without tool support) lives in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import threading
@@ -39,6 +40,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from spec_tool_node.chat_models.loading import load_pretrained
+from spec_tool_node.chat_models.parsing import call_forms, parse_reply
 from spec_tool_node.chat_models.speculative import (
     Continuation,
     continue_draft,
@@ -681,8 +683,11 @@ class HFChatModel(BaseChatModel):
 
         One forward pass teacher-forces the draft after the prompt, the longest prefix agreeing
         with this model's greedy choice is kept, and greedy generation continues from there on
-        that pass's key/value cache (:mod:`spec_tool_node.chat_models.speculative`). The reply
-        equals what ``invoke`` returns greedily, token for token.
+        that pass's key/value cache (:mod:`spec_tool_node.chat_models.speculative`). A draft's
+        tool calls are also checked in the other surface forms models write them in (a fenced
+        block, bare JSON, the template's tags), following the one this model's choice goes
+        along, so a right action in another form is not thrown away. The reply equals what
+        ``invoke`` returns greedily, token for token.
 
         Args:
             draft: another model's reply (see :meth:`draft_text`) or the draft's text.
@@ -700,6 +705,7 @@ class HFChatModel(BaseChatModel):
         prompt = self._prompt(messages, formatted, None)
         text = draft if isinstance(draft, str) else self.draft_text(messages, draft, formatted)
         prompt_ids = self._tokenizer(prompt, add_special_tokens=False).input_ids
+        forms = self._draft_forms(messages, draft, text, formatted)
         budget = max_new_tokens or self.max_new_tokens
         with self._lock:
             found: dict[str, Any] = {}
@@ -712,10 +718,34 @@ class HFChatModel(BaseChatModel):
                 max_new_tokens=budget,
                 end_ids=self._end_token_ids,
                 cache=found.get("cache"),
+                alternatives=forms,
             )
             if self.prefix_cache and result.cache is not None:
                 self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
         return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
+
+    def _draft_forms(
+        self,
+        messages: Sequence[BaseMessage],
+        draft: AIMessage | str,
+        text: str,
+        tools: list[dict[str, Any]] | None,
+    ) -> list[str]:
+        """The draft's tool calls in the other forms this model might write them in.
+
+        The template's own rendering first, then every form of :func:`call_forms`, each ending
+        with this model's end-of-turn text; a draft without calls has no other form.
+        """
+        calls = draft.tool_calls if isinstance(draft, AIMessage) else parse_reply(text).tool_calls
+        if not calls:
+            return []
+        end = self._tokenizer.eos_token or ""  # the end-of-turn text, as render_reply ends
+        forms = [form + end for form in call_forms(calls)]
+        reply = AIMessage(content="", tool_calls=calls)
+        # a template that rewrites earlier turns has no reply rendering; the plain forms remain
+        with contextlib.suppress(ReplyRenderError):
+            forms.insert(0, render_reply(self._tokenizer, messages, tools, reply)[1])
+        return [form for form in dict.fromkeys(forms) if form != text]
 
     def _continuation_message(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +178,36 @@ def parse_reply(text: str) -> ParsedReply:
     if stripped[:1] in "{[" and _parse_blob(stripped, reply, must_be_call=False):
         reply.content = ""
     return reply
+
+
+def call_forms(calls: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The same tool calls in each surface form small models write them in.
+
+    The inverse of :func:`parse_reply`: every text here parses back to ``calls``. Two models that
+    agree on an action often disagree on its form (Qwen2.5-Coder-1.5B writes a fenced, indented
+    block where the 0.5B writes one line of bare JSON, and each switches with the prompt), so a
+    draft is checked in every form (see ``continue_draft``'s ``alternatives``).
+    """
+    objects = [{"name": c["name"], "arguments": c.get("args", {})} for c in calls]
+    if not objects:
+        return []
+
+    def dump(value: Any, indent: int | None = None) -> str:
+        return json.dumps(value, ensure_ascii=False, indent=indent)
+
+    def fenced(body: str) -> str:
+        return f"```json\n{body}\n```"
+
+    forms = [
+        "\n".join(dump(o) for o in objects),
+        fenced("\n".join(dump(o, 2) for o in objects)),
+        "\n".join(f"<tool_call>\n{dump(o)}\n</tool_call>" for o in objects),
+        "\n\n".join(fenced(dump(o, 2)) for o in objects),
+        fenced(dump(objects, 2)),
+        dump(objects),
+        fenced("\n".join(dump(o) for o in objects)),
+    ]
+    return list(dict.fromkeys(forms))
 
 
 def parse_template_response(message: dict[str, Any]) -> ParsedReply:

@@ -122,8 +122,18 @@ def continue_draft(
     max_new_tokens: int,
     end_ids: Sequence[int],
     cache: Any = None,
+    alternatives: Sequence[Sequence[int] | str] = (),
 ) -> Continuation:
     """The model's greedy output after ``prompt_ids``, generating only where ``draft`` is wrong.
+
+    ``alternatives`` are other surface forms of the same draft (the same tool call as a fenced
+    block, as bare JSON, in the template's tags): two models that agree on an action often write
+    it differently, and a draft in the wrong form would be rejected at its first token. The check
+    follows the model's own greedy choice through the forms: the first pass reads the prompt and
+    ``draft``; wherever the form being followed disagrees, another form whose tokens so far are
+    the output and whose next token is the model's choice takes over, on the same cache (one more
+    pass over its remaining tokens). Only tokens equal to the model's greedy choice are ever
+    kept, so the output is its greedy output whatever the forms say.
 
     Args:
         model, tokenizer: a transformers causal LM and its tokenizer.
@@ -134,50 +144,84 @@ def continue_draft(
         end_ids: tokens that end the output (it includes the first one it writes).
         cache: a key/value cache over a proper prefix of ``prompt_ids`` (a conversation's earlier
             turns); only the tokens after it are read. It is extended in place.
+        alternatives: other forms of the draft, ids or text like ``draft``, in order of
+            preference.
 
     Raises:
         NotGreedyError: the model's generation config alters greedy choices.
         ValueError: ``cache`` covers the whole prompt (at least its last token must be read).
     """
     check_greedy_config(model)
-    if isinstance(draft, str):
-        draft_ids = tokenizer(draft, add_special_tokens=False).input_ids if draft else []
-    else:
-        draft_ids = list(draft)
-    checked = usable_draft(draft_ids, max_new_tokens, end_ids)
+    draft_ids = _token_ids(tokenizer, draft)
+    forms = [
+        usable_draft(_token_ids(tokenizer, f), max_new_tokens, end_ids)
+        for f in (draft_ids, *alternatives)
+    ]
     prompt = list(prompt_ids)
     cached = cache.get_seq_length() if cache is not None else 0
     if cached >= len(prompt):
         raise ValueError(f"the cache covers {cached} tokens; the prompt has only {len(prompt)}")
-    if not checked:  # nothing to check: plain greedy generation
+    if not any(forms):  # nothing to check: plain greedy generation
         output, cache = _generate(model, tokenizer, prompt, cache, max_new_tokens, end_ids)
         return Continuation(output, len(draft_ids), 0, 0, False, len(prompt) - cached, cache)
 
     from transformers import DynamicCache
 
     cache = cache if cache is not None else DynamicCache(config=model.config)
-    ids = torch.tensor([(prompt + checked)[cached:]], device=model.device)
-    with torch.inference_mode():
-        logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0]
-    # logits[i] predicts token cached + i + 1; the first draft token sits at len(prompt)
-    greedy = logits[len(prompt) - 1 - cached :].argmax(-1).tolist()
-    kept = next((i for i, t in enumerate(checked) if greedy[i] != t), len(checked))
-    output = checked[:kept]
-    full = kept == len(checked) and (checked[-1] in end_ids or len(checked) == max_new_tokens)
-    if full:  # the draft is the whole output; the cache holds every token of it
+    pending, output, checked = prompt[cached:], [], 0
+    following: list[int] = []
+    choice: int | None = None  # the model's greedy token after prompt + output, once read
+    while True:
+        form = next(
+            (
+                f
+                for f in forms
+                if len(f) > len(output)
+                and f[: len(output)] == output
+                and (choice is None or f[len(output)] == choice)
+            ),
+            None,
+        )
+        if form is None:
+            break
+        following, segment = form, form[len(output) :]
+        ids = torch.tensor([pending + segment], device=model.device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0]
+        # greedy[i]: the model's choice for segment[i] (the last one: the token after it); the
+        # first choice comes from this pass when it read the prompt, else from the last pass
+        greedy = logits[max(len(pending) - 1, 0) :].argmax(-1).tolist()
+        greedy = greedy if pending else [choice, *greedy]
+        agreed = next((i for i, t in enumerate(segment) if greedy[i] != t), len(segment))
+        output += segment[:agreed]
+        checked += len(segment)
+        pending, choice = [], greedy[agreed]
+        if dropped := len(segment) - agreed:
+            cache.crop(-dropped)  # the rejected draft tokens
+        if output and (output[-1] in end_ids or len(output) == max_new_tokens):
+            break
+    kept = len(output)
+    done = bool(output) and (output[-1] in end_ids or kept == max_new_tokens)
+    full = done and output == following
+    if done:  # the output came whole from the forms; the cache holds all of it
         cache.crop(-1)
     else:
-        output.append(greedy[kept])  # the model's own token: after the draft, or instead of it
-        full = kept == len(checked) and greedy[kept] in end_ids
-        if dropped := len(checked) - kept:
-            cache.crop(-dropped)  # the rejected draft tokens
+        output.append(choice)  # the model's own token: after the draft, or instead of it
+        full = output[:-1] == following and choice in end_ids
         if not (output[-1] in end_ids or len(output) == max_new_tokens):
             rest, cache = _generate(
                 model, tokenizer, prompt + output, cache, max_new_tokens - len(output), end_ids
             )
             output += rest
-    forward = len(prompt) + len(checked) - cached
-    return Continuation(output, len(draft_ids), len(checked), kept, full, forward, cache)
+    forward = len(prompt) - cached + checked
+    return Continuation(output, len(draft_ids), checked, kept, full, forward, cache)
+
+
+def _token_ids(tokenizer: Any, draft: Sequence[int] | str) -> list[int]:
+    """A draft's ids in ``tokenizer``: text is tokenised (special tokens in it included)."""
+    if isinstance(draft, str):
+        return tokenizer(draft, add_special_tokens=False).input_ids if draft else []
+    return list(draft)
 
 
 def _generate(
