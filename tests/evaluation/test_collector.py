@@ -155,3 +155,40 @@ def test_real_hf_models_and_trained_verifier_end_to_end(tmp_path):
         tmp_path, ModelKeys(key_of(proposer), key_of(strong), key_of(verifier))
     )
     assert before.records.keys() == collection.records.keys()
+
+
+def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):
+    """Mode F needs the strong model's continuation of the greedy draft: collected once (a rerun
+    calls nothing), kept with the draft it checked, and recomputed when that draft changes. The
+    continuation's action is the strong model's own, so F simulates to A's accuracy."""
+    tokenizer = make_tokenizer()
+
+    def chat(name: str, seed: int) -> HFChatModel:
+        return HFChatModel(model=name, loaded=(make_model(tokenizer, seed), tokenizer),
+                           max_new_tokens=8)  # fmt: skip
+
+    proposer, strong = chat("tiny-cheap", 0), chat("tiny-strong", 1)
+    examples = data()[:2]
+    collection = collect(examples, tmp_path, proposer=proposer, strong=strong, modes="AF",
+                         progress=False)  # fmt: skip
+    keys = ModelKeys(key_of(proposer), key_of(strong))
+    assert keys.path(tmp_path, "continued").exists()
+    for ex in examples:
+        c = collection[ex.id]
+        assert c.continued["of"] == c.draft["raw_text"] + (c.draft.get("end_text") or "")
+        assert c.continued["message"] == c.strong["message"]  # lossless: the strong reply
+        assert set(c.continued["lossless"]) >= {"kept_tokens", "full_draft_kept"}
+    again = collect(examples, tmp_path, keys=keys, modes="AF", progress=False)
+    assert again["ex0"].continued == collection["ex0"].continued  # no model given, none needed
+    simulation = simulate(examples, again, CascadeConfig(), thresholds=[0.5], modes="AF")
+    assert [r.correct for r in simulation.results["F"]] == [
+        r.correct for r in simulation.results["A"]
+    ]
+
+    # a changed draft makes its continuation stale
+    lines = keys.path(tmp_path, "proposer").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["draft"]["raw_text"] += " more"
+    keys.path(tmp_path, "proposer").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    with pytest.raises(CacheMissingError, match="continued"):
+        collect(examples, tmp_path, keys=keys, modes="AF", progress=False)

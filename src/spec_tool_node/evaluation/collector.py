@@ -54,7 +54,7 @@ from spec_tool_node.modes import MODES, mode_letter
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
-ROLES = ("proposer", "samples", "verifier", "judge", "strong")
+ROLES = ("proposer", "samples", "verifier", "judge", "strong", "continued")
 """The cache files of one configuration."""
 
 
@@ -117,10 +117,11 @@ class ModelKeys:
             "verifier": [self.verifier, self.proposer],
             "judge": [judge, self.proposer],
             "strong": [self.strong],
+            "continued": [self.strong, self.proposer],
         }[role]
         if any(k is None for k in needed):
             raise ValueError(f"the cache file of {role!r} needs model keys that were not given")
-        if role in ("verifier", "judge"):
+        if role in ("verifier", "judge", "continued"):
             return directory / f"{role}--{needed[0]}--on--{self.proposer}.jsonl"
         return directory / f"{role}--{needed[0]}.jsonl"
 
@@ -281,6 +282,7 @@ def load_collection(directory: str | Path, keys: ModelKeys) -> Collection:
                 "verifier": lambda r: r,
                 "judge": lambda r: r,
                 "strong": lambda r: r["act"],
+                "continued": lambda r: {**r["continued"], "of": r.get("of")},
             }[role](line)
             setattr(collection[example_id], "draft" if role == "proposer" else role, value)
     return collection
@@ -296,6 +298,8 @@ class Needs:
     verifier_batch: bool
     judge: bool
     strong: bool
+    continued: bool = False
+    """The strong model's continuation of the greedy draft (mode F)."""
 
     @classmethod
     def of(cls, modes: Iterable[str], n_drafts: int) -> Needs:
@@ -310,6 +314,7 @@ class Needs:
             verifier_batch=any(who == "verifier" and c > 1 for who, c in scored_by),
             judge=any(who == "judge" for who, _ in scored_by),
             strong=any("strong" in s.requires for s in specs),
+            continued=any(s.scorer == "lossless" for s in specs),
         )
 
 
@@ -338,6 +343,12 @@ def missing(
         todo.add("samples")
     if needs.strong and _failed(collected.strong, retry_errors):
         todo.add("strong")
+    if needs.continued and (
+        "draft" in todo
+        or _failed(collected.continued, retry_errors)
+        or collected.continued.get("of") != draft_text(collected.draft)
+    ):
+        todo.add("continued")
     if todo & {"draft", "samples"}:  # scores of drafts not made yet are missing too
         if needs.verifier_single or needs.verifier_batch:
             todo.add("verifier")
@@ -354,6 +365,16 @@ def missing(
     if needs.judge and greedy and _stale(collected.judge, greedy, retry_errors):
         todo.add("judge")
     return todo
+
+
+def draft_text(draft: dict[str, Any] | None) -> str | None:
+    """What identifies the draft a continuation checked: the raw text a local proposer wrote,
+    else the draft's action (None: the proposer failed, nothing was checked)."""
+    if draft is None or draft.get("exception"):
+        return None
+    if draft.get("raw_text") is None:
+        return draft.get("action") or draft["message"]["content"]
+    return draft["raw_text"] + (draft.get("end_text") or "")
 
 
 def _stale(scored: dict[str, Any] | None, drafts: list[str], retry_errors: bool) -> bool:
@@ -451,6 +472,7 @@ def _check_models(todo: list[Example], plans: dict[str, set[str]], **models: Any
         "verifier": "verifier",
         "judge": "judge",
         "strong": "strong",
+        "continued": "strong",
     }
     for task, role in owner.items():
         count = sum(task in plans[ex.id] for ex in todo)
@@ -544,6 +566,9 @@ class _Runner:
                 context, tools, tool_list
             )
             yield "strong", {"act": collected.strong}
+        if "continued" in tasks:
+            collected.continued = self._continue(context, tools, tool_list, collected.draft)
+            yield "continued", {"continued": collected.continued, "of": collected.continued["of"]}
 
     def _bound(self, model: BaseChatModel, tool_list: list[dict[str, Any]]) -> Any:
         return model.bind_tools(tool_list) if tool_list else model
@@ -656,6 +681,32 @@ class _Runner:
             "exception": None,
             "wall_s": time.perf_counter() - start,
         }
+
+    def _continue(
+        self,
+        context: list[BaseMessage],
+        tools: dict,
+        tool_list: list,
+        draft: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The strong model's reply written by checking the greedy draft (mode F); a proposer
+        that failed left nothing to check, so the strong model writes alone, as live."""
+        assert self.strong is not None
+        text = draft_text(draft)
+        start = time.perf_counter()
+        try:
+            if draft is None or draft.get("exception"):
+                message = self._bound(self.strong, tool_list).invoke(context)
+            else:  # the rebuilt reply carries the raw text a local proposer wrote
+                message = self.strong.continue_draft(context, rebuild_message(draft), tool_list)
+        except GraphBubbleUp:
+            raise
+        except Exception as e:
+            record = exception_record(e, time.perf_counter() - start, self.strong_name)
+        else:
+            wall = time.perf_counter() - start
+            record = message_record(message, tools, wall_s=wall, model_name=self.strong_name)
+        return {**record, "of": text}
 
     def _act(self, context: list[BaseMessage], tools: dict, tool_list: list) -> dict[str, Any]:
         assert self.strong is not None
