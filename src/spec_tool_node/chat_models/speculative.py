@@ -129,11 +129,13 @@ def continue_draft(
     ``alternatives`` are other surface forms of the same draft (the same tool call as a fenced
     block, as bare JSON, in the template's tags): two models that agree on an action often write
     it differently, and a draft in the wrong form would be rejected at its first token. The check
-    follows the model's own greedy choice through the forms: the first pass reads the prompt and
-    ``draft``; wherever the form being followed disagrees, another form whose tokens so far are
-    the output and whose next token is the model's choice takes over, on the same cache (one more
-    pass over its remaining tokens). Only tokens equal to the model's greedy choice are ever
-    kept, so the output is its greedy output whatever the forms say.
+    follows the model's own greedy choice through the forms: a pass over the prompt alone gives
+    the first token, which picks the form to read next; wherever the form being followed
+    disagrees, another form whose tokens so far are the output and whose next token is the
+    model's choice takes over, on the same cache (one more pass over its remaining tokens).
+    Without alternatives one pass reads the prompt and the draft together. Only tokens equal to
+    the model's greedy choice are ever kept, so the output is its greedy output whatever the forms
+    say.
 
     Args:
         model, tokenizer: a transformers causal LM and its tokenizer.
@@ -171,6 +173,11 @@ def continue_draft(
     pending, output, checked = prompt[cached:], [], 0
     following: list[int] = []
     choice: int | None = None  # the model's greedy token after prompt + output, once read
+    if len([f for f in forms if f]) > 1:  # read the prompt alone: its choice picks the form
+        with torch.inference_mode():
+            ids = torch.tensor([pending], device=model.device)
+            logits = model(input_ids=ids, cache=cache, use_cache=True)
+        pending, choice = [], int(logits.logits[0, -1].argmax())
     while True:
         form = next(
             (
