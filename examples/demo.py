@@ -94,6 +94,8 @@ class Row:
     wall_s: float
     correct: bool
     answer: str
+    turns: list[dict[str, Any]]
+    """Per decision: its path, cost, calls and, for a continued draft, the tokens kept."""
 
 
 def _row(task: str, mode: str, ledger: Sequence[TurnRecord], wall: float, **extra: Any) -> Row:
@@ -108,6 +110,17 @@ def _row(task: str, mode: str, ledger: Sequence[TurnRecord], wall: float, **extr
         cost=s.cost,
         baseline_cost=s.baseline_cost,
         wall_s=wall,
+        turns=[
+            {
+                "path": t.path,
+                "cost": round(t.cost, 4),
+                "calls": [c.purpose for c in t.calls],
+                "draft_tokens": t.draft_tokens,
+                "kept_tokens": t.kept_tokens,
+                "action": t.action[:120],
+            }
+            for t in ledger
+        ],
         **extra,
     )
 
@@ -242,7 +255,9 @@ def main() -> None:
     print(f"loading the packaged models and the bundle {args.bundle} ...", flush=True)
     names = (SMALL, SMALL) if args.small else (config.proposer.model, config.strong.model)
     proposer = HFChatModel(model=names[0], max_new_tokens=args.max_new_tokens)
-    strong = HFChatModel(model=names[1], max_new_tokens=args.max_new_tokens)
+    # float32 logits: in bf16, near-tied logits can pick another token in a pass over many
+    # tokens than in one token at a time, and mode F's reply must be mode A's, token for token
+    strong = HFChatModel(model=names[1], max_new_tokens=args.max_new_tokens, float32_logits=True)
     spec = bundle_config.verifier
     uses_verifier = any("verifier" in MODES[m].models for m in {"A", config.mode})
     verifier = (

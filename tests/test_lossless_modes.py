@@ -157,6 +157,10 @@ def test_continuation_is_priced_by_the_work_it_did():
     share = (0.05 * 240 + 10) / (0.05 * 200 + 40)  # output 41 tokens: 40 steps from scratch
     assert CostModel(prefill_weight=0.05).cost(continued) == pytest.approx(share)
     assert CostModel().cost(continued) == 1.0  # no weight: a strong call is a strong call
+    # 150 of the prompt's tokens came from a prefix cache: neither way reads them
+    cached = continued.model_copy(update={"cached_tokens": 150})
+    share = (0.05 * 90 + 10) / (0.05 * 50 + 40)
+    assert CostModel(prefill_weight=0.05).cost(cached) == pytest.approx(share)
     prices = {r: TokenPrice(input=1.0, output=4.0) for r in ("strong", "cheap", "verifier")}
     tokens = CostModel(basis="tokens", prices=prices)
     assert tokens.cost(continued) == pytest.approx((240 + 4 * 11) / 1e6)

@@ -33,9 +33,7 @@ def test_answered_calls_are_the_last_step_with_its_results():
     assert answered_calls([step]) == frozenset()  # no result yet
     other = AIMessage("", tool_calls=[{"name": "cd", "args": {"d": "x"}, "id": "2"}])
     later = [step, done, other, ToolMessage("ok", tool_call_id="2")]
-    assert answered_calls(later) == {
-        '{"tool_calls": [{"arguments": {"d": "x"}, "name": "cd"}]}'
-    }
+    assert answered_calls(later) == {'{"tool_calls": [{"arguments": {"d": "x"}, "name": "cd"}]}'}
 
 
 @both_drivers

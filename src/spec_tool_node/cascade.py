@@ -420,6 +420,7 @@ def call_record(
         error=error,
         checked_tokens=lossless.get("checked_tokens"),
         kept_tokens=lossless.get("kept_tokens"),
+        cached_tokens=(usage.get("input_token_details") or {}).get("cache_read") or 0,
     )
 
 

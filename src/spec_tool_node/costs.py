@@ -50,6 +50,11 @@ class CallRecord(BaseModel):
     error: str | None = None
     checked_tokens: int | None = Field(default=None, ge=0)
     kept_tokens: int | None = Field(default=None, ge=0)
+    cached_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Input tokens a prefix cache supplied (counted in input_tokens, not read).",
+    )
 
 
 class CostModel(BaseModel):
@@ -153,13 +158,16 @@ class CostModel(BaseModel):
         scratch reads the prompt and takes one step per output token after the first (the first
         comes with the prompt's pass). Continuing reads the prompt and the checked draft tokens
         in one pass, which also yields the first token not taken from the draft, and takes one
-        step per further written token. A share above 1 (a long draft rejected early) is kept:
-        the check then cost more than it saved.
+        step per further written token. Prompt tokens a prefix cache supplied are read by
+        neither (an agent's next prompt extends its last one, and the same cache serves both).
+        A share above 1 (a long draft rejected early) is kept: the check then cost more than it
+        saved.
         """
         weight = self.prefill_weight or 0.0
         prompt, written = _prompt_and_output(call)
         scratch = weight * prompt + max(written - 1, 0)
-        work = weight * call.input_tokens + max(call.output_tokens - 1, 0)
+        read = call.input_tokens - call.cached_tokens
+        work = weight * read + max(call.output_tokens - 1, 0)
         return work / scratch if scratch > 0 else 1.0
 
     def _token_cost(self, role: Role, input_tokens: int, output_tokens: int) -> float:
@@ -212,9 +220,10 @@ class TurnRecord(BaseModel):
 
 
 def _prompt_and_output(continued: CallRecord) -> tuple[int, int]:
-    """The prompt and output length of the action a continuation wrote (lossless: the strong
-    model's own action), from what it read, checked, kept and wrote."""
-    prompt = continued.input_tokens - (continued.checked_tokens or 0)
+    """The uncached prompt and the output length of the action a continuation wrote (lossless:
+    the strong model's own action), from what it read, checked, kept and wrote."""
+    read = continued.input_tokens - continued.cached_tokens
+    prompt = read - (continued.checked_tokens or 0)
     return prompt, (continued.kept_tokens or 0) + continued.output_tokens
 
 

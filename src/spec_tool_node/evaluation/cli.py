@@ -92,6 +92,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from spec_tool_node.evaluation.collector import (
+        TASK_MODEL,
         ModelKeys,
         Needs,
         collect,
@@ -132,12 +133,11 @@ def _run(args: argparse.Namespace) -> int:
     for ex in examples:
         tasks |= missing(cached[ex.id], needs, dict(config.sample_kwargs))
     models = ModelPool(config, settings)
-    owners = {
-        "proposer": {"draft", "samples"},
-        "verifier": {"verifier"},
-        "strong": {"judge", "strong"},
+    owner = {task: "strong" if role == "judge" else role for task, role in TASK_MODEL.items()}
+    given = {
+        role: models.get(role) if any(owner[t] == role for t in tasks) else None
+        for role in ("proposer", "verifier", "strong")
     }
-    given = {role: models.get(role) if tasks & owned else None for role, owned in owners.items()}
     print(
         f"{len(examples)} examples; cache {cache}"
         + (f"; computing {sorted(tasks)}" if tasks else " is complete")

@@ -155,6 +155,8 @@ def message_record(
         "wall_s": wall_s,
         "mean_logprob": _mean_logprob(metadata),
     }
+    if cached := (usage.get("input_token_details") or {}).get("cache_read"):
+        record["cached_tokens"] = cached
     if metadata.get("hidden_state") is not None:
         record["hidden_state"] = metadata["hidden_state"]
     record.update({k: metadata[k] for k in _KEPT_METADATA if metadata.get(k) is not None})
@@ -211,6 +213,7 @@ def rebuild_message(record: dict[str, Any]) -> AIMessage:
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
             "total_tokens": tokens_in + tokens_out,
+            "input_token_details": {"cache_read": record.get("cached_tokens", 0)},
         },
         response_metadata={
             **({"model_name": record["model_name"]} if record.get("model_name") else {}),
@@ -465,16 +468,20 @@ def collect(
     return collection
 
 
+TASK_MODEL = {
+    "draft": "proposer",
+    "samples": "proposer",
+    "verifier": "verifier",
+    "judge": "judge",
+    "strong": "strong",
+    "continued": "strong",
+}
+"""Which model computes each task of :func:`missing` (the judge is the strong model unless
+another is given)."""
+
+
 def _check_models(todo: list[Example], plans: dict[str, set[str]], **models: Any) -> None:
-    owner = {
-        "draft": "proposer",
-        "samples": "proposer",
-        "verifier": "verifier",
-        "judge": "judge",
-        "strong": "strong",
-        "continued": "strong",
-    }
-    for task, role in owner.items():
+    for task, role in TASK_MODEL.items():
         count = sum(task in plans[ex.id] for ex in todo)
         if count and models[role] is None:
             what = "strong" if role == "judge" else role
