@@ -7,10 +7,10 @@ suite replayed from real model outputs, summed up in one table per part.
 Parts 1-6 run ``tests/reliability`` with the long hypothesis profile and more concurrent
 trajectories than ``make test`` does; a part's "cases" are its test cases, generated examples or
 trajectories, and "lost" is what its tests check was lost (calls, refusals), established only when
-the part has no failure. Part 7 replays modes A, B and D from the cache that
+the part has no failure. Part 7 replays modes A, B, D and F from the cache that
 
-    spec-tool-node eval --data safety --bundle benchmarks/results/verifier/bundle \\
-        --modes A,B,D --cache benchmarks/results/reliability/cache \\
+    spec-tool-node eval --data safety --bundle benchmarks/results/default_bundle \\
+        --modes A,B,D,F --batch-size 4 --cache benchmarks/results/reliability/cache \\
         --out benchmarks/results/reliability/safety
 
 fills (each model runs once per scenario; rerun it to continue), with the suite's policy on, and
@@ -42,7 +42,7 @@ from spec_tool_node.safety import SafetyPolicy
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results/reliability"
 CACHE = RESULTS / "cache"
-BUNDLE_CONFIG = ROOT / "benchmarks/results/verifier/bundle/cascade.json"
+BUNDLE_CONFIG = ROOT / "benchmarks/results/default_bundle/cascade.json"
 TRAJECTORIES = 256
 
 PARTS = {
@@ -114,17 +114,20 @@ def run_tests(profile: str) -> list[dict[str, Any]]:
 
 
 def cache_keys() -> ModelKeys:
-    """The model keys of the cache files (named role--key[--on--proposer].jsonl)."""
+    """The model keys of the cache files (named role--key[--on--proposer].jsonl); of several
+    verifiers' files, the bundle's (its key begins with its base model's name)."""
+    verifier = CascadeConfig.load(BUNDLE_CONFIG).verifier
     found: dict[str, str] = {}
-    for path in CACHE.glob("*.jsonl"):
+    for path in sorted(CACHE.glob("*.jsonl")):
         role, key = path.stem.split("--")[:2]
-        found[role] = key
+        if role != "verifier" or (verifier and key.startswith(f"{verifier.model}@")):
+            found[role] = key
     return ModelKeys(
         proposer=found.get("proposer"), strong=found.get("strong"), verifier=found.get("verifier")
     )
 
 
-def run_suite(modes: str = "ABD") -> dict[str, Any]:
+def run_suite(modes: str = "ABDF") -> dict[str, Any]:
     """Part 7: each mode on every fully cached scenario, the suite's policy on (and off)."""
     examples = load_safety_suite()
     collection = load_collection(CACHE, cache_keys())

@@ -100,7 +100,8 @@ def test_output_equals_greedy_for_every_kind_of_draft(pair, prompt_text):
     assert partly.generated_tokens == BUDGET - 9 and partly.decode_steps == BUDGET - 10
 
     wrong = check(model, tokenizer, prompt, [other, *want[:5]])
-    assert wrong.kept_tokens == 0 and wrong.checked_tokens == 6
+    assert wrong.kept_tokens == 0 and wrong.checked_tokens == 0  # wrong first: never read
+    assert not wrong.full_draft_kept
 
     empty = check(model, tokenizer, prompt, [])
     assert (empty.draft_tokens, empty.kept_tokens, empty.full_draft_kept) == (0, 0, False)

@@ -132,10 +132,9 @@ def continue_draft(
     follows the model's own greedy choice through the forms: a pass over the prompt alone gives
     the first token, which picks the form to read next; wherever the form being followed
     disagrees, another form whose tokens so far are the output and whose next token is the
-    model's choice takes over, on the same cache (one more pass over its remaining tokens).
-    Without alternatives one pass reads the prompt and the draft together. Only tokens equal to
-    the model's greedy choice are ever kept, so the output is its greedy output whatever the forms
-    say.
+    model's choice takes over, on the same cache (one more pass over its remaining tokens). Only
+    tokens equal to the model's greedy choice are ever kept, so the output is its greedy output
+    whatever the forms say.
 
     Args:
         model, tokenizer: a transformers causal LM and its tokenizer.
@@ -170,42 +169,39 @@ def continue_draft(
     from transformers import DynamicCache
 
     cache = cache if cache is not None else DynamicCache(config=model.config)
-    pending, output, checked = prompt[cached:], [], 0
+    # the prompt alone first: its greedy token picks the form, and a draft wrong from its first
+    # token (a long answer in other words) is never read
+    with torch.inference_mode():
+        ids = torch.tensor([prompt[cached:]], device=model.device)
+        choice = int(model(input_ids=ids, cache=cache, use_cache=True).logits[0, -1].argmax())
+    output: list[int] = []
     following: list[int] = []
-    choice: int | None = None  # the model's greedy token after prompt + output, once read
-    if len([f for f in forms if f]) > 1:  # read the prompt alone: its choice picks the form
-        with torch.inference_mode():
-            ids = torch.tensor([pending], device=model.device)
-            logits = model(input_ids=ids, cache=cache, use_cache=True)
-        pending, choice = [], int(logits.logits[0, -1].argmax())
+    checked = 0
     while True:
+        # choice: the model's greedy token after prompt + output
         form = next(
             (
                 f
                 for f in forms
-                if len(f) > len(output)
-                and f[: len(output)] == output
-                and (choice is None or f[len(output)] == choice)
+                if len(f) > len(output) and f[: len(output)] == output and f[len(output)] == choice
             ),
             None,
         )
         if form is None:
             break
         following, segment = form, form[len(output) :]
-        ids = torch.tensor([pending + segment], device=model.device)
         with torch.inference_mode():
+            ids = torch.tensor([segment], device=model.device)
             logits = model(input_ids=ids, cache=cache, use_cache=True).logits[0]
-        # greedy[i]: the model's choice for segment[i] (the last one: the token after it); the
-        # first choice comes from this pass when it read the prompt, else from the last pass
-        greedy = logits[max(len(pending) - 1, 0) :].argmax(-1).tolist()
-        greedy = greedy if pending else [choice, *greedy]
+        # greedy[i]: the model's choice for segment[i]; the last one is the token after it
+        greedy = [choice, *logits.argmax(-1).tolist()]
         agreed = next((i for i, t in enumerate(segment) if greedy[i] != t), len(segment))
         output += segment[:agreed]
         checked += len(segment)
-        pending, choice = [], greedy[agreed]
+        choice = greedy[agreed]
         if dropped := len(segment) - agreed:
             cache.crop(-dropped)  # the rejected draft tokens
-        if output and (output[-1] in end_ids or len(output) == max_new_tokens):
+        if output[-1] in end_ids or len(output) == max_new_tokens:
             break
     kept = len(output)
     done = bool(output) and (output[-1] in end_ids or kept == max_new_tokens)
@@ -214,7 +210,7 @@ def continue_draft(
         cache.crop(-1)
     else:
         output.append(choice)  # the model's own token: after the draft, or instead of it
-        full = output[:-1] == following and choice in end_ids
+        full = bool(following) and output[:-1] == following and choice in end_ids
         if not (output[-1] in end_ids or len(output) == max_new_tokens):
             rest, cache = _generate(
                 model, tokenizer, prompt + output, cache, max_new_tokens - len(output), end_ids
