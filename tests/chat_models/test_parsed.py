@@ -171,3 +171,39 @@ def test_chat_openai_reply_with_json_content_is_parsed():
     assert reply.tool_calls[0]["args"] == {"city": "Paris", "unit": "celsius"}
     assert reply.usage_metadata["input_tokens"] == 189
     assert reply.response_metadata["model_name"] == "qwen2.5-coder-0.5b"
+
+
+def test_earlier_tool_calls_go_back_to_the_server_as_text():
+    """A history with a tool call and its result: the server gets the call as the reply text the
+    model wrote (llama.cpp's server rejects the null content langchain-openai sends with
+    structured calls), unless calls_as_text is off."""
+    langchain_openai = pytest.importorskip(
+        "langchain_openai", reason="langchain-openai is in the `remote` extra"
+    )
+    requests: list[dict] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content))
+        message = {"role": "assistant", "content": "21 degrees."}
+        return httpx.Response(200, json={
+            "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        })  # fmt: skip
+
+    chat = langchain_openai.ChatOpenAI(
+        model="m", base_url="http://server.invalid/v1", api_key="none", max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(server)),
+    )  # fmt: skip
+    history = [
+        HumanMessage("Weather in Paris?"),
+        call("get_weather", city="Paris"),
+        ToolMessage("Paris: 21 degrees celsius", tool_call_id="id_get_weather"),
+    ]
+    with_parsed_tool_calls(chat).bind_tools([get_weather]).invoke(history)
+    sent = requests[0]["messages"][1]
+    assert sent == {"role": "assistant", "content": '{"name": "get_weather", "arguments": '
+                    '{"city": "Paris"}}'}  # fmt: skip
+    assert requests[0]["messages"][2]["role"] == "tool"
+    ParsedToolCalls(chat_model=chat, calls_as_text=False).invoke(history)
+    assert requests[1]["messages"][1]["content"] is None
+    assert requests[1]["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"

@@ -11,7 +11,8 @@ parser :class:`~spec_tool_node.chat_models.hf.HFChatModel` uses, so the cascade,
     strong.bind_tools([get_weather]).invoke("Weather in Paris?").tool_calls
 
 Replies that already carry ``tool_calls`` pass through untouched; usage, model name and every
-other field of the wrapped model's message are kept.
+other field of the wrapped model's message are kept. Going the other way, the conversation's
+earlier tool calls are sent back as the text the model writes them in (``calls_as_text``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from pydantic import ConfigDict
 
-from spec_tool_node.chat_models.parsing import parse_reply
+from spec_tool_node.chat_models.parsing import call_forms, parse_reply
 
 
 def parse_message(message: AIMessage) -> AIMessage:
@@ -52,6 +53,18 @@ def parse_message(message: AIMessage) -> AIMessage:
     )
 
 
+def calls_as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """``messages`` with each AI message's tool calls written into its text, as bare JSON (one
+    call per line, after any text it had), and its structured calls dropped."""
+    out: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            text = "\n".join(p for p in (message.text, call_forms(message.tool_calls)[0]) if p)
+            message = AIMessage(content=text, id=message.id, name=message.name)
+        out.append(message)
+    return out
+
+
 def _parsed(result: ChatResult) -> ChatResult:
     generations = [
         ChatGeneration(
@@ -68,6 +81,12 @@ class ParsedToolCalls(BaseChatModel):
 
     Args:
         chat_model: the wrapped model (``ChatOpenAI`` on a vLLM or llama.cpp server, ...).
+        calls_as_text: send the conversation's earlier tool calls back as reply text (bare JSON)
+            instead of structured ``tool_calls``. A model that writes its calls as text reads
+            them best that way, and servers for such models may not take structured calls at
+            all: llama.cpp's server rejects an assistant message whose content is null, which is
+            how langchain-openai sends one with tool calls, and its chatml format would not show
+            the calls to the model anyway. Set it to False for a server with a tool parser.
 
     ``bind_tools`` asks the wrapped model to format the tools its own way and binds the result to
     the wrapper, so the tools reach the server as they would without it. Calls (sync, async, with
@@ -78,6 +97,7 @@ class ParsedToolCalls(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     chat_model: BaseChatModel
+    calls_as_text: bool = True
 
     @property
     def model_name(self) -> str:
@@ -122,6 +142,7 @@ class ParsedToolCalls(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        messages = calls_as_text(messages) if self.calls_as_text else messages
         return _parsed(self.chat_model._generate(messages, stop, run_manager, **kwargs))
 
     async def _agenerate(
@@ -131,6 +152,7 @@ class ParsedToolCalls(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        messages = calls_as_text(messages) if self.calls_as_text else messages
         return _parsed(await self.chat_model._agenerate(messages, stop, run_manager, **kwargs))
 
 
