@@ -31,6 +31,8 @@ MODE_NAMES = {
     "C": "cheap + strong judge",
     "D": "cheap + trained verifier",
     "E": "multi-proposal rerank",
+    "F": "lossless: strong model continues the draft",
+    "G": "cheap + log-prob gate",
     "oracle": "oracle router (bound)",
 }
 
