@@ -650,15 +650,7 @@ class Cascade:
             CascadeError: the strong model raised or timed out; ``error.turn`` holds the calls.
         """
         calls: list[CallRecord] = []
-        steps = decide(
-            self.spec,
-            self.config,
-            self.policy,
-            tools,
-            self.has_strong,
-            self.can_continue,
-            answered_calls(context),
-        )
+        steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
         try:
@@ -693,6 +685,20 @@ class Cascade:
         except _StrongFailed as failed:
             raise self._failure(failed, calls, start, turn_index) from failed.error
 
+    def _decision(
+        self, context: Sequence[BaseMessage], tools: dict[str, dict[str, Any]]
+    ) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
+        """This turn's :func:`decide` generator (the one both drivers run)."""
+        return decide(
+            self.spec,
+            self.config,
+            self.policy,
+            tools,
+            self.has_strong,
+            self.can_continue,
+            answered_calls(context),
+        )
+
     async def arun(
         self,
         models: ModelCalls,
@@ -703,15 +709,7 @@ class Cascade:
     ) -> tuple[AIMessage, TurnRecord]:
         """:meth:`run` on the async paths (the drafts of mode E are drawn concurrently)."""
         calls: list[CallRecord] = []
-        steps = decide(
-            self.spec,
-            self.config,
-            self.policy,
-            tools,
-            self.has_strong,
-            self.can_continue,
-            answered_calls(context),
-        )
+        steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
         try:
