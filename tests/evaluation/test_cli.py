@@ -8,8 +8,9 @@ import json
 import pytest
 
 from spec_tool_node.cli import build_parser, main
+from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation.datasets import load_dataset
-from spec_tool_node.evaluation.runs import ModelPool
+from spec_tool_node.evaluation.runs import ModelPool, RunSettings
 from spec_tool_node.example_files import write_examples
 from tests.evaluation import toy
 
@@ -129,3 +130,16 @@ def test_package_names_resolve_to_the_functions_not_the_modules():
     from spec_tool_node.evaluation import collect, simulate
 
     assert callable(collect) and callable(simulate)
+
+
+def test_float32_logits_reach_the_strong_model_only(monkeypatch):
+    import spec_tool_node.chat_models.hf as hf
+
+    built: dict[str, bool] = {}
+    monkeypatch.setattr(
+        hf, "HFChatModel", lambda **kw: built.setdefault(kw["model"], kw["float32_logits"])
+    )
+    config = CascadeConfig(proposer={"model": "cheap"}, strong={"model": "strong"})
+    pool = ModelPool(config, RunSettings(float32_logits=True))
+    pool.get("proposer"), pool.get("strong")
+    assert built == {"cheap": False, "strong": True}

@@ -103,6 +103,17 @@ def test_models_with_other_adapters_do_not_share_a_cache():
     assert model_key("/models/qwen2.5").startswith("qwen2.5-")
 
 
+def test_a_model_with_float32_logits_does_not_share_the_bf16_cache():
+    class Local:
+        model, adapter, float32_logits = "qwen", None, False
+
+    fp32 = Local()
+    fp32.float32_logits = True
+    assert key_of(Local()) == model_key("qwen")
+    assert key_of(fp32) != key_of(Local())
+    assert key_of(fp32).startswith("qwen-fp32logits-")
+
+
 def test_a_missing_output_without_its_model_is_a_clear_error(tmp_path):
     proposer, _, _ = models()
     with pytest.raises(CacheMissingError, match=r"lacks strong outputs for 3 example\(s\)"):

@@ -68,8 +68,9 @@ def _command(args: argparse.Namespace) -> str:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
     if args.system_prompt:
         parts += ["--system-prompt", args.system_prompt]
-    if args.hidden_state:
-        parts.append("--hidden-state")
+    for flag in ("hidden_state", "float32_logits"):
+        if getattr(args, flag, False):
+            parts.append(f"--{flag.replace('_', '-')}")
     if args.max_new_tokens != 128:
         parts += ["--max-new-tokens", str(args.max_new_tokens)]
     return shlex.join(parts)
@@ -283,6 +284,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="bfloat16", help="weights dtype of the local models")
     p.add_argument("--device", help="torch device of the local models (default: cuda if present)")
     p.add_argument(
+        "--float32-logits",
+        action="store_true",
+        help="the strong model computes its logits in float32, so mode F's check and mode A's "
+        "generation break bf16 near-ties the same way (cached under their own key)",
+    )
+    p.add_argument(
         "--on-error",
         choices=["raise", "skip"],
         default="raise",
@@ -374,16 +381,16 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
 def _cache_file(args: argparse.Namespace, config: Any) -> Path:
     """The result cache of one trajectory configuration: a rerun with the same models, mode,
     threshold, policy, system prompt and step budget continues it."""
-    key = json.dumps(
-        {
-            "config": config.model_dump(mode="json"),
-            "policy": str(args.policy),
-            "system_prompt": args.system_prompt,
-            "max_steps_per_turn": args.max_steps_per_turn,
-            "max_new_tokens": args.max_new_tokens,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "config": config.model_dump(mode="json"),
+        "policy": str(args.policy),
+        "system_prompt": args.system_prompt,
+        "max_steps_per_turn": args.max_steps_per_turn,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    if getattr(args, "float32_logits", False):  # absent from older keys, which stay valid
+        fields["float32_logits"] = True
+    key = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     cache = Path(args.cache or Path(args.out) / "cache")
     return cache / f"trajectories-{config.mode}-{digest}.jsonl"

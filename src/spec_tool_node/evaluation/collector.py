@@ -88,8 +88,11 @@ def key_of(model: Any) -> str:
         if isinstance(value, str) and value:
             name = value
             break
+    name = name or type(model).__name__
+    if getattr(model, "float32_logits", False) is True:  # breaks bf16 near-ties differently
+        name += "-fp32logits"
     adapter = getattr(model, "adapter", None)
-    return model_key(name or type(model).__name__, adapter if isinstance(adapter, str) else None)
+    return model_key(name, adapter if isinstance(adapter, str) else None)
 
 
 def _display_name(model: Any) -> str:

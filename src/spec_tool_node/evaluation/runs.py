@@ -45,6 +45,7 @@ class RunSettings(BaseModel):
     max_new_tokens: int = Field(default=128, gt=0)
     dtype: str = "bfloat16"
     device: str | None = None
+    float32_logits: bool = False
 
     def cascade_config(self) -> CascadeConfig:
         """The bundle's config (or the default) with the given models and thresholds."""
@@ -88,7 +89,7 @@ class ModelPool:
         self.config, self.settings = config, settings
         self._loaded: dict[str, Any] = {}
 
-    def _chat(self, spec: ModelSpec) -> Any:
+    def _chat(self, spec: ModelSpec, role: str) -> Any:
         from spec_tool_node.chat_models.hf import HFChatModel
 
         return HFChatModel(
@@ -97,6 +98,7 @@ class ModelPool:
             max_new_tokens=self.settings.max_new_tokens,
             dtype=self.settings.dtype,
             device=self.settings.device,
+            float32_logits=self.settings.float32_logits and role == "strong",
         )
 
     def get(self, role: str) -> Any:
@@ -117,7 +119,7 @@ class ModelPool:
                     max_length=spec.max_length,
                 )
             else:
-                self._loaded[role] = self._chat(spec)
+                self._loaded[role] = self._chat(spec, role)
         return self._loaded[role]
 
     def node(
