@@ -106,6 +106,7 @@ OPERATOR_CASES: list[tuple[str, Any, Any, bool]] = [
     ("exists", None, 0, True),
     ("exists", None, None, True),  # present with a null value still exists
     ("missing", None, "", False),
+    ("ungrounded", ["user"], 5, True),  # no conversation bound: nothing is grounded
 ]
 
 
@@ -116,7 +117,7 @@ def test_operator(op: str, value: Any, actual: Any, expected: bool) -> None:
 
 @pytest.mark.parametrize("op", OPERATORS)
 def test_a_missing_argument_fires_a_comparison_unless_it_may_pass(op: str) -> None:
-    value = {"in": ["a"], "not_in": ["a"], "regex": ".*"}.get(op, 1)
+    value = {"in": ["a"], "not_in": ["a"], "regex": ".*", "ungrounded": ["user"]}.get(op, 1)
     assert holds(op, value, {"other": 1}) is (op != "exists")
     if op not in ("exists", "missing"):
         outcome = ArgPredicate(arg="x", op=op, value=value).evaluate({})
@@ -133,7 +134,7 @@ def test_if_missing_is_not_for_presence_operators(op: str) -> None:
 
 def test_every_operator_is_covered() -> None:
     assert {case[0] for case in OPERATOR_CASES} == set(OPERATORS)
-    assert len(OPERATORS) == 12
+    assert len(OPERATORS) == 13
 
 
 def test_nested_argument_paths() -> None:
@@ -429,7 +430,8 @@ def test_error_unknown_operator() -> None:
     message = load_error(data)
     assert message.startswith(
         "policy.yaml: rule 2 ('no-big-transfers'): when[0].op: unknown operator 'gte' "
-        "(expected one of: eq, ne, gt, ge, lt, le, regex, in, not_in, exists, missing, contains)"
+        "(expected one of: eq, ne, gt, ge, lt, le, regex, in, not_in, exists, missing, contains, "
+        "ungrounded)"
     )
 
 
@@ -489,7 +491,8 @@ def test_every_error_is_reported() -> None:
     assert message.splitlines() == [
         "policy.yaml: rule 0 ('a'): reason: field required",
         "policy.yaml: rule 1 ('b'): when[0].op: unknown operator 'gte' "
-        "(expected one of: eq, ne, gt, ge, lt, le, regex, in, not_in, exists, missing, contains)",
+        "(expected one of: eq, ne, gt, ge, lt, le, regex, in, not_in, exists, missing, contains, "
+        "ungrounded)",
     ]
 
 

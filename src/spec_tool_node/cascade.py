@@ -692,7 +692,7 @@ class Cascade:
         return decide(
             self.spec,
             self.config,
-            self.policy,
+            self.policy.bind(context),
             tools,
             self.has_strong,
             self.can_continue,
@@ -938,7 +938,9 @@ class Cascade:
         except InvalidActionError as e:
             refused = BlockedAction(reason=f"the reviewer's edit is invalid: {e}")
             return refused, "blocked", allow
-        final, gate = self.policy.apply(action)  # a person settles escalations, not blocks
+        # A person settles escalations, not blocks; the values they approved count as theirs.
+        reviewed = [{"role": "user", "content": _leaves(c.arguments)} for c in action.calls]
+        final, gate = self.policy.bind(reviewed).apply(action)
         if gate.effect == "block":
             return final, "blocked", gate
         return final, "approved" if review == "approve" else "edited", allow
@@ -946,6 +948,15 @@ class Cascade:
 
 class ReviewError(SpecToolNodeError, ValueError):
     """A person's answer to an escalation that is not an approve, edit or reject decision."""
+
+
+def _leaves(value: Any) -> str:
+    """Every scalar inside ``value`` as text, one per line (what a reviewer approved)."""
+    if isinstance(value, dict):
+        return "\n".join(_leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return "\n".join(_leaves(v) for v in value)
+    return str(value)
 
 
 def _review_decisions(answer: Any, count: int) -> list[dict[str, Any]]:

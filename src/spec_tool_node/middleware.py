@@ -209,7 +209,7 @@ class SafetyGateMiddleware(AgentMiddleware):
 
     def _refusal(self, request: ToolCallRequest) -> ToolMessage | None:
         call = request.tool_call
-        decision = self.policy.check(
+        decision = self.policy.bind(_messages(request.state)).check(
             ToolCallsAction(calls=[ToolCall(name=call["name"], arguments=call["args"])])
         )
         if decision.effect == "allow" or (
@@ -234,3 +234,14 @@ class SafetyGateMiddleware(AgentMiddleware):
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]],
     ) -> ToolMessage | Command:
         return self._refusal(request) or await handler(request)
+
+
+def _messages(state: Any) -> list[Any]:
+    """The conversation in a tool node's state (a dict, a list of messages or a model)."""
+    if isinstance(state, list):
+        return state
+    if isinstance(state, dict):
+        messages = state.get("messages")
+    else:
+        messages = getattr(state, "messages", None)
+    return list(messages) if isinstance(messages, list | tuple) else []

@@ -26,6 +26,16 @@ The gate fails closed, because a hostile or sloppy caller controls the arguments
   and ``missing`` are about presence itself and take no ``if_missing``.
 
 Predicates never raise while checking.
+
+``ungrounded`` is the one operator that reads the conversation, not only the call: it fires when
+an argument's value is not one the conversation's named roles wrote (by default the user's own
+messages). It catches a call that is within every limit and still not what was asked, such as
+``transfer(amount="2.5")`` for "Transfer 2.5k to bob", or an amount taken from an email's
+injected instructions. Numbers are compared with the amounts written in the messages (``2.5k``,
+``$2,500`` and ``2500 USD`` all read 2500; a figure the gate cannot read unambiguously, such as
+``3.000,00``, grounds nothing); other text must appear in them (case and spacing aside). A policy
+sees the conversation through :meth:`SafetyPolicy.bind`, which the cascade calls every turn; an
+unbound policy cannot ground anything, so the predicate fires.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Self, get_args
@@ -45,6 +55,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -62,7 +73,19 @@ from spec_tool_node.actions import (
 from spec_tool_node.errors import SpecToolNodeError
 
 Operator = Literal[
-    "eq", "ne", "gt", "ge", "lt", "le", "regex", "in", "not_in", "exists", "missing", "contains"
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "regex",
+    "in",
+    "not_in",
+    "exists",
+    "missing",
+    "contains",
+    "ungrounded",
 ]
 OPERATORS: tuple[str, ...] = get_args(Operator)
 PRESENCE_OPERATORS = ("exists", "missing")
@@ -74,6 +97,19 @@ _ORDERINGS: dict[str, Callable[[float, float], bool]] = {
     "le": operator.le,
 }
 _MISSING = object()
+ROLES = ("user", "assistant", "tool", "system")
+"""Conversation roles an ``ungrounded`` predicate can take its values from."""
+_ROLE_OF_TYPE = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+# An amount as people write it: plain (2500, 2.5) or with thousands commas (2,500.00), a currency
+# sign before it, an optional scale word after it. A figure with more number-like characters
+# around it ("3.000,00", "10.0.0.1", "5000USD") is not read at all: the gate does not guess.
+_AMOUNT = re.compile(
+    r"(?<![\w.,])[$€£]?\s?(?P<figure>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?![.,]?\d)(?:\s?(?P<scale>k|thousand|m|mn|million|bn|billion)\b)?(?![\w$€£])",
+    re.IGNORECASE,
+)
+_SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6}
+_SCALE |= {"bn": 1e9, "billion": 1e9}
 # A plain number as text: ASCII digits, an optional sign, fraction and exponent; nothing else
 # ("5,000", "$5000", "5000 USD", "1_000", full-width digits, "inf" and "nan" are not plain).
 _PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
@@ -158,6 +194,65 @@ def _lookup(arguments: dict[str, Any], path: str) -> Any:
     return current
 
 
+def _amounts(text: str) -> list[float]:
+    """The amounts written in ``text`` (see ``_AMOUNT``), scale words applied."""
+    found = []
+    for m in _AMOUNT.finditer(text):
+        value = float(m["figure"].replace(",", ""))
+        found.append(value * _SCALE[m["scale"].lower()] if m["scale"] else value)
+    return found
+
+
+def _squash(text: str) -> str:
+    """Text compared for grounding: case-folded, runs of whitespace as one space."""
+    return " ".join(text.casefold().split())
+
+
+def _message_role_and_text(message: Any) -> tuple[str | None, str]:
+    """A LangChain message's or an OpenAI-style dict's role and text."""
+    if isinstance(message, dict):
+        role, content = message.get("role"), message.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content
+            )
+        return (role if role in ROLES else None), content if isinstance(content, str) else ""
+    return _ROLE_OF_TYPE.get(getattr(message, "type", None)), getattr(message, "text", "") or ""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What ``ungrounded`` predicates read: the text each role wrote, and the amounts in it."""
+
+    texts: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, messages: Sequence[Any]) -> Conversation:
+        """From LangChain messages or OpenAI-style dicts (unknown roles are left out)."""
+        texts: dict[str, list[str]] = {}
+        for message in messages:
+            role, text = _message_role_and_text(message)
+            if role is not None and text:
+                texts.setdefault(role, []).append(text)
+        return cls({role: tuple(t) for role, t in texts.items()})
+
+    def grounds(self, value: Any, roles: Sequence[str]) -> bool | None:
+        """Whether ``roles`` wrote ``value``: a number among their amounts, other text inside
+        their messages. None when ``value`` is neither (a list, a dict, a bool, a null)."""
+        texts = [t for role in roles for t in self.texts.get(role, ())]
+        number = _number(value)
+        if number is not None:
+            return any(
+                math.isclose(number, amount, rel_tol=1e-9, abs_tol=1e-9)
+                for text in texts
+                for amount in _amounts(text)
+            )
+        if not isinstance(value, str):
+            return None
+        needle = _squash(value)
+        return bool(needle) and any(needle in _squash(text) for text in texts)
+
+
 class Outcome(NamedTuple):
     """A predicate's result: whether it holds, and, when it holds only because the gate fails
     closed (a missing or unreadable value), the note that says so."""
@@ -198,6 +293,14 @@ class ArgPredicate(BaseModel):
             raise ValueError(f"{op} needs a list of values, got {value!r}")
         elif op in _ORDERINGS and _number(value) is None:
             raise ValueError(f"{op} needs a number, got {value!r}")
+        elif op == "ungrounded":
+            if value is None:
+                return ["user"]
+            if not (isinstance(value, list) and value and set(value) <= set(ROLES)):
+                raise ValueError(
+                    f"ungrounded needs a list of the roles whose messages ground the value "
+                    f"(any of: {', '.join(ROLES)}), got {value!r}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -206,12 +309,17 @@ class ArgPredicate(BaseModel):
             raise ValueError(f"if_missing: {self.op} is about presence itself; leave it out")
         return self
 
-    def holds(self, arguments: dict[str, Any]) -> bool:
+    def holds(self, arguments: dict[str, Any], conversation: Conversation | None = None) -> bool:
         """Whether the predicate holds for these arguments, failing closed (never raises)."""
-        return self.evaluate(arguments).holds
+        return self.evaluate(arguments, conversation).holds
 
-    def evaluate(self, arguments: dict[str, Any]) -> Outcome:
-        """Whether the predicate holds, with a note when it holds only by failing closed."""
+    def evaluate(
+        self, arguments: dict[str, Any], conversation: Conversation | None = None
+    ) -> Outcome:
+        """Whether the predicate holds, with a note when it holds only by failing closed.
+
+        ``conversation`` is what ``ungrounded`` reads; without one it fires.
+        """
         actual = _lookup(arguments, self.arg)
         if self.op in PRESENCE_OPERATORS:
             return Outcome((actual is _MISSING) == (self.op == "missing"))
@@ -219,6 +327,8 @@ class ArgPredicate(BaseModel):
             if self.if_missing == "pass":
                 return Outcome(False)
             return Outcome(True, f"argument {self.arg!r} is missing")
+        if self.op == "ungrounded":
+            return self._ungrounded(actual, conversation)
         try:
             result = self._compare(actual)
         except RecursionError:  # nested deeper than Python compares: unreadable, not a crash
@@ -250,6 +360,19 @@ class ArgPredicate(BaseModel):
                 if a is None or b is None:
                     return None
                 return _ORDERINGS[self.op](a, b)
+
+    def _ungrounded(self, actual: Any, conversation: Conversation | None) -> Outcome:
+        who = " or ".join(self.value)
+        if conversation is None:
+            return Outcome(True, f"no conversation to find argument {self.arg!r} in")
+        grounded = conversation.grounds(actual, self.value)
+        if grounded is None:
+            return Outcome(
+                True, f"argument {self.arg!r} = {_show(actual)} could not be read for ungrounded"
+            )
+        if grounded:
+            return Outcome(False)
+        return Outcome(True, f"argument {self.arg!r} = {_show(actual)} is not what the {who} wrote")
 
     def _contains(self, actual: Any) -> bool | None:
         if isinstance(actual, str):
@@ -313,15 +436,16 @@ class SafetyRule(BaseModel):
             return None
         return self.escalate_to or "strong"
 
-    def fires(self, call: ToolCall) -> Firing | None:
-        """The firing on ``call``, or None (an exception in ``check`` propagates)."""
+    def fires(self, call: ToolCall, conversation: Conversation | None = None) -> Firing | None:
+        """The firing on ``call`` in ``conversation``, or None (an exception in ``check``
+        propagates)."""
         if self.tool is not None and not fnmatch.fnmatchcase(
             normalize_tool_name(call.name), normalize_tool_name(self.tool)
         ):
             return None
         notes = []
         for predicate in self.when:
-            outcome = predicate.evaluate(call.arguments)
+            outcome = predicate.evaluate(call.arguments, conversation)
             if not outcome.holds:
                 return None
             if outcome.note:
@@ -330,9 +454,9 @@ class SafetyRule(BaseModel):
             return None
         return Firing(self, tuple(notes))
 
-    def matches(self, call: ToolCall) -> bool:
+    def matches(self, call: ToolCall, conversation: Conversation | None = None) -> bool:
         """Whether this rule fires on ``call``."""
-        return self.fires(call) is not None
+        return self.fires(call, conversation) is not None
 
 
 @dataclass(frozen=True)
@@ -368,6 +492,7 @@ class SafetyPolicy(BaseModel):
         default="allow",
         description="Effect when no rule fires; deny-by-default is a rule with tool '*'.",
     )
+    _conversation: Conversation | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -392,6 +517,14 @@ class SafetyPolicy(BaseModel):
         """Whether some rule escalates to a person (the node then needs a checkpointer)."""
         return any(r.decider == "human" for r in self.rules)
 
+    def bind(self, messages: Sequence[Any]) -> SafetyPolicy:
+        """This policy, checking actions in the conversation ``messages`` (LangChain messages or
+        OpenAI-style dicts): what ``ungrounded`` predicates read. The policy itself is
+        unchanged; the cascade binds it anew every turn."""
+        bound = self.model_copy()
+        bound._conversation = Conversation.of(messages)
+        return bound
+
     def check(self, action: Action) -> SafetyDecision:
         """Decide on ``action``: the most severe firing rule wins (see the class docstring)."""
         if not isinstance(action, ToolCallsAction):
@@ -401,7 +534,7 @@ class SafetyPolicy(BaseModel):
                 if _severity(rule) != severity:
                     continue
                 for call in action.calls:
-                    firing = rule.fires(call)
+                    firing = rule.fires(call, self._conversation)
                     if firing is not None:
                         return SafetyDecision(
                             rule.effect, rule.id, firing.reason, call, rule.decider

@@ -110,14 +110,16 @@ def test_limit_takes_unsafe_and_safe_scenarios_alike():
 
 # -- the policy -----------------------------------------------------------------------------------
 
-UNSAFE_CALLS = [(e.id, i, u) for e in UNSAFE for i, u in enumerate(e.unsafe)]
+UNSAFE_CALLS = [(e, i, u) for e in UNSAFE for i, u in enumerate(e.unsafe)]
 
 
-@pytest.mark.parametrize(("example_id", "index", "entry"), UNSAFE_CALLS,
-                         ids=[f"{x}-{i}" for x, i, _ in UNSAFE_CALLS])  # fmt: skip
-def test_policy_blocks_every_unsafe_call(example_id, index, entry):
-    decision = POLICY.check(one_call(entry["name"], entry.get("arguments", {})))
-    assert decision.effect == "block", (example_id, entry)
+@pytest.mark.parametrize(("example", "index", "entry"), UNSAFE_CALLS,
+                         ids=[f"{e.id}-{i}" for e, i, _ in UNSAFE_CALLS])  # fmt: skip
+def test_policy_blocks_every_unsafe_call(example, index, entry):
+    decision = POLICY.bind(example.messages).check(
+        one_call(entry["name"], entry.get("arguments", {}))
+    )
+    assert decision.effect == "block", (example.id, entry)
     assert decision.rule and decision.reason
 
 
@@ -129,14 +131,15 @@ def test_policy_allows_every_safe_gold_call(example):
     call = gold_call(example)
     validate_action(call, tool_schemas(example.tools))
     assert matches(call, example.gold, example.tools)
-    assert POLICY.check(call).effect == "allow"
+    policy = POLICY.bind(example.messages)  # amounts must be ones the conversation wrote
+    assert policy.check(call).effect == "allow"
     ((name, acceptable),) = example.gold[0].items()
     base = call.calls[0].arguments
     for arg, values in acceptable.items():
         for value in values:
             if value != "":
                 variant = one_call(name, {**base, arg: value})
-                assert POLICY.check(variant).effect == "allow", (arg, value)
+                assert policy.check(variant).effect == "allow", (arg, value)
 
 
 # -- a scripted run: the proposer and the strong model both make the forbidden calls ------------

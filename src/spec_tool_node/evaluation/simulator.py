@@ -221,7 +221,7 @@ def replay(
     """
     mode = config.mode
     spec = MODES[mode]
-    policy = policy or SafetyPolicy()
+    policy = (policy or SafetyPolicy()).bind(example.messages)
     tools = _tools(example)
     strong = spec.has_strong if has_strong is None else has_strong
     if spec.scorer == "lossless" and collected.continued is None:
@@ -336,7 +336,7 @@ def oracle(
     model is right on 63% in the default units) is computed this way. The safety gate applies to
     the chosen action.
     """
-    policy = policy or SafetyPolicy()
+    policy = (policy or SafetyPolicy()).bind(example.messages)
     answers = _Replay(example, collected, single=True)
     (draft,) = answers.propose(1)
     valid = bool((collected.draft or {}).get("valid")) and draft.message is not None
