@@ -14,6 +14,7 @@ from spec_tool_node.bfcl.trajectories import (
     run_trajectories,
     trajectory_markdown,
     trajectory_report,
+    turn_checks,
     write_trajectory_report,
 )
 from spec_tool_node.config import CascadeConfig
@@ -87,6 +88,7 @@ def test_replaying_the_ground_truth_succeeds_with_one_record_per_decision(mode, 
     assert result.success, result.check
     assert result.check == {}
     assert result.state_per_turn == [True] * 4 and result.final_state_match
+    assert result.turn_checks == [True] * 4
     assert result.calls == [
         [["ls(a=True)"]],
         [["cd(folder='workspace')"], ["mv(source='log.txt',destination='archive')"]],
@@ -116,6 +118,7 @@ def test_a_wrong_call_fails_bfcls_state_check():
     assert not result.success
     assert result.check["error_type"] == "multi_turn:instance_state_mismatch"
     assert result.state_per_turn == [True, False, False, False]
+    assert result.turn_checks == [True, False, False, False]
     assert not result.final_state_match
     assert result.decisions == 10  # the run went on; only the check failed
 
@@ -144,6 +147,7 @@ def test_the_step_limit_force_quits_and_fails():
     assert result.check["error_type"] == "multi_turn:force_terminated"
     assert (result.turns_run, result.decisions, proposer.calls) == (1, 2, 2)
     assert result.calls == [[["ls(a=True)"], ["ls(a=False)"]]]
+    assert result.turn_checks == [True, False, False, False]  # turns that never ran fail
 
 
 def test_an_unsafe_call_string_is_never_built_or_executed():
@@ -267,6 +271,28 @@ def test_a_cache_skips_finished_tasks_and_keeps_failed_runs_out(tmp_path):
     )
     assert "strong model is down" in failed.error
     assert len(cache.read_text().splitlines()) == 1
+
+
+def test_per_turn_accuracy_checks_every_turn_and_fills_old_cached_results(tmp_path):
+    task = load_task(BASE)
+    # turn 1's mv goes wrong: BFCL's checker stops there, the per-turn checks go on
+    wrong = {"mv(source='log.txt',destination='archive')": "ls(a=False)"}
+    proposer = ScriptedChatModel(name="cheap", script=replay(task, wrong))
+    (result,) = run_trajectories([task], factory("B", proposer))
+    assert result.check["error_type"] == "multi_turn:instance_state_mismatch"
+    assert result.turn_checks == turn_checks(task, result.calls)
+    assert result.turn_checks[0] and not result.turn_checks[1]
+
+    cache = tmp_path / "old.jsonl"  # a result cached before turn_checks existed
+    cache.write_text(result.model_dump_json(exclude={"turn_checks"}) + "\n")
+    (again,) = run_trajectories([task], factory("B", ScriptedChatModel(name="c")), cache=cache)
+    assert again.turn_checks == result.turn_checks
+
+    report = trajectory_report([result])
+    passed = sum(result.turn_checks)
+    assert report["turn_accuracy"] == passed / 4 and report["turns_checked"] == 4
+    text = trajectory_markdown(report)
+    assert f"| {passed / 4:.0%} ({passed}/4) |" in text and f"| {passed}/4 |" in text
 
 
 def test_a_cache_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):

@@ -38,6 +38,11 @@ ground truth's execution results must be among the model's. Alongside, ``state_p
 ``final_state_match`` compare the live instances of the run itself with the ground truth's after
 each turn (BFCL's ``state_checker``); the environments are deterministic, so the two agree on state.
 
+Whole-task success is strict (one failed turn fails the task), so the report adds per-turn
+accuracy: :func:`turn_checks` applies the checker's per-turn steps (a call in the turn, the state,
+the ground truth's results among the model's so far) to every turn with ground-truth calls, without
+stopping at the first failure, and the share of turns that pass is reported per mode.
+
 Calls that name a function that is not bound at that turn, or that use an argument name that is
 not a Python identifier, are never executed (``ToolNode`` answers an unknown name with its own
 error message; a bad argument name gets BFCL's error form) and are left out of the checked calls:
@@ -149,6 +154,12 @@ class TrajectoryResult(BaseModel):
         default_factory=list,
         description="Live instances equal the ground truth's after each turn (state only).",
     )
+    turn_checks: list[bool] | None = Field(
+        default=None,
+        description="BFCL's checks after each turn that has ground-truth calls (a call in the "
+        "turn, state, results), every turn checked; a turn that did not run fails. None in "
+        "results cached before it existed (filled in when they are read).",
+    )
     final_state_match: bool = False
     force_terminated: bool = False
     turns: int = Field(description="User turns of the task.")
@@ -193,6 +204,7 @@ class TrajectoryResult(BaseModel):
             "mode": self.mode,
             "success": self.success,
             "final_state_match": self.final_state_match,
+            "turn_checks": self.turn_checks,
             "force_terminated": self.force_terminated,
             "turns": self.turns,
             "turns_run": self.turns_run,
@@ -297,6 +309,7 @@ def run_trajectory(
                 break
         turns_run = len(calls)
         check = _bfcl_check(task, calls, forced and turns_run < len(task.turns), error)
+        checks = turn_checks(task, calls)
         ledger = list(state.get("spec_ledger") or [])
         return TrajectoryResult(
             task_id=task.id,
@@ -305,6 +318,7 @@ def run_trajectory(
             success=check.get("valid", False),
             check={k: v for k, v in check.items() if k in ("error_type", "error_message")},
             state_per_turn=state_per_turn,
+            turn_checks=checks,
             final_state_match=bool(state_per_turn)
             and turns_run == len(task.turns)
             and state_per_turn[-1],
@@ -356,7 +370,10 @@ def run_trajectories(
     results: list[TrajectoryResult] = []
     for i, task in enumerate(tasks, start=1):
         if task.id in done:
-            results.append(done[task.id])
+            result = done[task.id]
+            if result.turn_checks is None:
+                result.turn_checks = turn_checks(task, result.calls)
+            results.append(result)
             continue
         result = run_trajectory(
             task, node_factory, max_steps_per_turn=max_steps_per_turn, on_error=on_error
@@ -392,6 +409,31 @@ def _executed_calls(messages: Sequence[BaseMessage], bound: set[str]) -> list[li
         if step:
             steps.append(step)
     return steps
+
+
+def turn_checks(task: MultiTurnTask, calls: Sequence[Sequence[Sequence[str]]]) -> list[bool]:
+    """BFCL's per-turn verdicts on the executed ``calls`` (per turn, per step), one per turn
+    with ground-truth calls: the turn made a call, every instance's state equals the ground
+    truth's, and the ground truth's results are among the model's results so far. The steps are
+    ``multi_turn_checker``'s, in its order, but every turn is checked; turns missing from
+    ``calls`` (the run stopped) fail."""
+    checker = _checker()
+    verdicts: list[bool] = []
+    results: list[str] = []
+    with BFCLEnvironment(task, "check") as model, BFCLEnvironment(task, "check_truth") as truth:
+        for t, expected in enumerate(task.ground_truth):
+            steps = calls[t] if t < len(calls) else None
+            for step in steps or []:
+                results.extend(model.execute(step))
+            expected_results = truth.execute(expected)
+            if not expected:  # nothing to check here (BFCL skips such turns too)
+                continue
+            verdicts.append(
+                bool(steps)
+                and checker.state_checker(model.instances, truth.instances)["valid"]
+                and checker.response_checker(results, expected_results, t)["valid"]
+            )
+    return verdicts
 
 
 def _same_state(model: dict[str, Any], truth: dict[str, Any]) -> bool:
@@ -444,9 +486,12 @@ def _group(results: Sequence[TrajectoryResult]) -> dict[str, Any]:
     baseline = sum(r.baseline_cost for r in results)
     decisions = sum(r.decisions for r in results)
     accepted = sum(t.path == "accepted" for r in results for t in r.ledger)
+    checked = [v for r in results for v in r.turn_checks or []]
     return {
         "n": n,
         "success_rate": sum(r.success for r in results) / n if n else None,
+        "turn_accuracy": sum(checked) / len(checked) if checked else None,
+        "turns_checked": len(checked),
         "final_state_match_rate": sum(r.final_state_match for r in results) / n if n else None,
         "force_terminated": sum(r.force_terminated for r in results),
         "errors": sum(r.error is not None for r in results),
@@ -499,13 +544,26 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _turns(group: dict[str, Any]) -> str:
+    """Per-turn accuracy as a share and a count."""
+    if not group.get("turns_checked"):
+        return "-"
+    passed = round(group["turn_accuracy"] * group["turns_checked"])
+    return f"{group['turn_accuracy']:.0%} ({passed}/{group['turns_checked']})"
+
+
+def _passed(checks: list[bool] | None) -> str:
+    return "-" if checks is None else f"{sum(checks)}/{len(checks)}"
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """One line per mode of a :func:`trajectory_report`: success, savings, relative cost."""
     lines = []
     for mode, g in report["by_mode"].items():
         s = g["savings"]
         lines.append(
-            f"mode {mode}: success {_pct(g['success_rate'])} of {g['n']}; savings per "
+            f"mode {mode}: success {_pct(g['success_rate'])} of {g['n']}; per-turn accuracy "
+            f"{_turns(g)}; savings per "
             f"trajectory min {_num(s['min'])} median {_num(s['median'])} max {_num(s['max'])}; "
             f"relative cost {_num(g['total_relative_cost'])}"
         )
@@ -525,17 +583,20 @@ def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
         + (f", at most {steps} model decisions per user turn" if steps else "")
         + ". Success is BFCL's multi-turn checker on the executed calls (after every turn with "
         "ground-truth calls: same environment state as the ground truth, the ground truth's "
-        "results among the model's, no empty turn). Savings are per trajectory, against calling "
-        "the strong model for every decision of the same trajectory.",
+        "results among the model's, no empty turn). Per-turn accuracy applies the same checks to "
+        "every such turn without stopping at the first failure: turns passed of turns checked. "
+        "Savings are per trajectory, against calling the strong model for every decision of the "
+        "same trajectory.",
         "",
-        "| mode | n | success | final state | savings min | p25 | median | p75 | max | mean "
-        "| relative cost (median) | relative cost (total) | accept rate | decisions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | n | success | per-turn accuracy | final state | savings min | p25 | median "
+        "| p75 | max | mean | relative cost (median) | relative cost (total) | accept rate "
+        "| decisions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, g in report["by_mode"].items():
         s = g["savings"]
         lines.append(
-            f"| {mode} | {g['n']} | {_pct(g['success_rate'])} | "
+            f"| {mode} | {g['n']} | {_pct(g['success_rate'])} | {_turns(g)} | "
             f"{_pct(g['final_state_match_rate'])} | "
             + " | ".join(_num(s[k]) for k in ("min", "p25", "median", "p75", "max", "mean"))
             + f" | {_num(g['relative_cost']['median'])} | {_num(g['total_relative_cost'])} | "
@@ -549,19 +610,24 @@ def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
     if notes:
         lines += ["", "Note: " + "; ".join(notes) + " (counted as failures)."]
     if len(report["by_category"]) > 1:
-        lines += ["", "| mode | category | n | success | savings median | relative cost (total) |"]
-        lines.append("|---|---|---|---|---|---|")
+        lines += [
+            "",
+            "| mode | category | n | success | per-turn accuracy | savings median "
+            "| relative cost (total) |",
+        ]
+        lines.append("|---|---|---|---|---|---|---|")
         for mode, per_mode in report["by_mode"].items():
             for category, g in per_mode["by_category"].items():
                 lines.append(
                     f"| {mode} | {category} | {g['n']} | {_pct(g['success_rate'])} | "
+                    f"{_turns(g)} | "
                     f"{_num(g['savings']['median'])} | {_num(g['total_relative_cost'])} |"
                 )
     lines += [
         "",
-        "| task | mode | success | turns | decisions | cost | baseline | savings | relative cost "
-        "| accept rate | failure |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | mode | success | turns | turns passed | decisions | cost | baseline | savings "
+        "| relative cost | accept rate | failure |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         failure = row["error_type"] or ""
@@ -569,7 +635,8 @@ def trajectory_markdown(report: dict[str, Any], *, heading: str = "##") -> str:
             failure = f"{failure}: {row['error']}"
         lines.append(
             f"| {row['task_id']} | {row['mode']} | {'yes' if row['success'] else 'no'} | "
-            f"{row['turns_run']}/{row['turns']} | {row['decisions']} | {_num(row['cost'])} | "
+            f"{row['turns_run']}/{row['turns']} | {_passed(row['turn_checks'])} | "
+            f"{row['decisions']} | {_num(row['cost'])} | "
             f"{_num(row['baseline_cost'])} | {_num(row['savings'])} | "
             f"{_num(row['relative_cost'])} | {_pct(row['accept_rate'])} | "
             f"{failure.replace('|', '/')} |"
