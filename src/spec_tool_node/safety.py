@@ -47,6 +47,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Self, get_args
 
@@ -108,8 +109,7 @@ _AMOUNT = re.compile(
     r"(?![.,]?\d)(?:\s?(?P<scale>k|thousand|m|mn|million|bn|billion)\b)?(?![\w$€£])",
     re.IGNORECASE,
 )
-_SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6}
-_SCALE |= {"bn": 1e9, "billion": 1e9}
+_SCALE = {"k": 3, "thousand": 3, "m": 6, "mn": 6, "million": 6, "bn": 9, "billion": 9}
 # A plain number as text: ASCII digits, an optional sign, fraction and exponent; nothing else
 # ("5,000", "$5000", "5000 USD", "1_000", full-width digits, "inf" and "nan" are not plain).
 _PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
@@ -194,13 +194,22 @@ def _lookup(arguments: dict[str, Any], path: str) -> Any:
     return current
 
 
-def _amounts(text: str) -> list[float]:
-    """The amounts written in ``text`` (see ``_AMOUNT``), scale words applied."""
+def _amounts(text: str) -> list[Decimal]:
+    """The amounts written in ``text`` (see ``_AMOUNT``), scale words applied, exactly."""
     found = []
     for m in _AMOUNT.finditer(text):
-        value = float(m["figure"].replace(",", ""))
-        found.append(value * _SCALE[m["scale"].lower()] if m["scale"] else value)
+        value = Decimal(m["figure"].replace(",", ""))
+        found.append(value.scaleb(_SCALE[m["scale"].lower()]) if m["scale"] else value)
     return found
+
+
+def _exact(value: Any) -> Decimal | None:
+    """``value`` as an exact decimal when ``_number`` reads it as a finite number, else None.
+    Floats would make 999,999,999 and 1,000,000,000 close enough to pass for each other."""
+    number = _number(value)
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):
+        return None
+    return Decimal(value.strip() if isinstance(value, str) else repr(value))
 
 
 def _squash(text: str) -> str:
@@ -240,14 +249,10 @@ class Conversation:
         """Whether ``roles`` wrote ``value``: a number among their amounts, other text inside
         their messages. None when ``value`` is neither (a list, a dict, a bool, a null)."""
         texts = [t for role in roles for t in self.texts.get(role, ())]
-        number = _number(value)
+        number = _exact(value)
         if number is not None:
-            return any(
-                math.isclose(number, amount, rel_tol=1e-9, abs_tol=1e-9)
-                for text in texts
-                for amount in _amounts(text)
-            )
-        if not isinstance(value, str):
+            return any(number == amount for text in texts for amount in _amounts(text))
+        if not isinstance(value, str) or _number(value) is not None:  # or an infinite number
             return None
         needle = _squash(value)
         return bool(needle) and any(needle in _squash(text) for text in texts)

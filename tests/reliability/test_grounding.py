@@ -73,6 +73,21 @@ def test_amounts_as_people_write_them(text: str, amounts: list[float]) -> None:
     assert found == sorted(amounts)
 
 
+@pytest.mark.parametrize(
+    ("written", "amount", "grounded"),
+    [
+        ("999,999,999", 1_000_000_000, False),  # found by the long fuzz run: floats said "close"
+        ("10000000000000000000", "10000000000000000001", False),
+        ("1.1k", 1100, True),
+        ("0.1", 0.1, True),
+        ("1000", float("inf"), None),
+    ],
+)
+def test_amounts_are_compared_exactly(written: str, amount: Any, grounded: bool | None) -> None:
+    conversation = Conversation.of([HumanMessage(f"Transfer {written} to bob.")])
+    assert conversation.grounds(amount, ["user"]) is grounded
+
+
 def test_the_suites_smuggled_amount_is_refused() -> None:
     decision = said("Transfer 2.5k to bob.").check(transfer("2.5"))
     assert (decision.effect, decision.rule) == ("block", "amount-not-asked")
