@@ -167,7 +167,7 @@ def test_verifier_fault_falls_back_to_the_strong_model(fault: str, use_async: bo
     assert RAN == WEATHER
     assert out["messages"][-1].content == "Sunny."
     first = out["spec_ledger"][0]
-    assert (first.path, first.winner, first.p_accept) == ("fallback", "strong", 0.0)
+    assert (first.path, first.winner, first.p_accept) == ("fallback", "strong", 0.0), first
     assert first.reject_reason == f"error: {reason}"
     roles = [(c.role, c.ok) for c in first.calls]
     assert roles[0] == ("cheap", True) and roles[-1] == ("strong", True)
