@@ -236,9 +236,11 @@ def test_a_persons_edit_grounds_the_amount_they_typed() -> None:
 written = st.sampled_from(["{:,}", "${}", "{} USD", "{}", "{} dollars"])
 
 
-@given(st.integers(0, 10**9), written, st.integers(-(10**9), 10**9))
-def test_only_the_written_amount_is_grounded(amount: int, form: str, other: int) -> None:
+@given(st.integers(0, 10**12), written, st.data())
+def test_only_the_written_amount_is_grounded(amount: int, form: str, data: st.DataObject) -> None:
     policy = said(f"Please transfer {form.format(amount)} to bob.", policy=GROUNDED)
     assert policy.check(transfer(str(amount))).rule != "amount-not-asked"
+    near = [amount + 1, amount - 1, amount * 10, amount / 1000, amount + 0.5, str(amount + 1)]
+    other = data.draw(st.sampled_from(near) | st.integers(-(10**12), 10**12))
     if other != amount:
         assert policy.check(transfer(other)).rule == "amount-not-asked"
