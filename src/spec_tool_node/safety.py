@@ -231,9 +231,11 @@ def _message_role_and_text(message: Any) -> tuple[str | None, str]:
 
 @dataclass(frozen=True)
 class Conversation:
-    """What ``ungrounded`` predicates read: the text each role wrote, and the amounts in it."""
+    """What ``ungrounded`` predicates read, prepared once per turn: per role, the text it wrote
+    (case-folded, runs of whitespace as one space) and the amounts in it."""
 
     texts: dict[str, tuple[str, ...]]
+    amounts: dict[str, frozenset[Decimal]]
 
     @classmethod
     def of(cls, messages: Sequence[Any]) -> Conversation:
@@ -243,19 +245,24 @@ class Conversation:
             role, text = _message_role_and_text(message)
             if role is not None and text:
                 texts.setdefault(role, []).append(text)
-        return cls({role: tuple(t) for role, t in texts.items()})
+        return cls(
+            {role: tuple(_squash(t) for t in written) for role, written in texts.items()},
+            {
+                role: frozenset(a for t in written for a in _amounts(t))
+                for role, written in texts.items()
+            },
+        )
 
     def grounds(self, value: Any, roles: Sequence[str]) -> bool | None:
         """Whether ``roles`` wrote ``value``: a number among their amounts, other text inside
         their messages. None when ``value`` is neither (a list, a dict, a bool, a null)."""
-        texts = [t for role in roles for t in self.texts.get(role, ())]
         number = _exact(value)
         if number is not None:
-            return any(number == amount for text in texts for amount in _amounts(text))
+            return any(number in self.amounts.get(role, ()) for role in roles)
         if not isinstance(value, str) or _number(value) is not None:  # or an infinite number
             return None
         needle = _squash(value)
-        return bool(needle) and any(needle in _squash(text) for text in texts)
+        return bool(needle) and any(needle in t for role in roles for t in self.texts.get(role, ()))
 
 
 class Outcome(NamedTuple):
