@@ -155,6 +155,25 @@ def test_mode_d_accepts_above_threshold_and_falls_back_below():
     }
 
 
+def test_a_later_decision_uses_the_multi_turn_threshold():
+    """First turn: 0.6 passes the single-turn 0.5. After the tool result: 0.6 misses the
+    multi-turn 0.7, so the strong model answers."""
+    cheap, strong = models(
+        [call("get_weather", city="Paris"), say("Sunny in Paris.")],
+        [say("It is sunny in Paris.")],
+    )
+    verifier = ScriptedVerifier([0.6], [0.6])
+    config = CascadeConfig(mode="D", threshold=0.5, multi_turn_threshold=0.7)
+    node = SpeculativeActionNode(
+        proposer=cheap, strong=strong, verifier=verifier, tools=TOOLS, config=config
+    )
+    out = graph(node).invoke({"messages": QUESTION})
+    first, second = out["spec_ledger"]
+    assert (first.path, second.path) == ("accepted", "fallback")
+    assert out["messages"][-1].content == "It is sunny in Paris."
+    assert CascadeConfig(threshold=0.4).accept_threshold(multi_turn=True) == 0.4
+
+
 def test_mode_e_reranks_sampled_drafts():
     cheap, strong = models(
         [

@@ -145,6 +145,7 @@ def decide(
     has_strong: bool,
     can_continue: bool = False,
     answered: frozenset[str] = frozenset(),
+    multi_turn: bool = False,
 ) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
     """The whole decision, for every mode.
 
@@ -154,6 +155,8 @@ def decide(
     (:func:`answered_calls`). Small models often call the same tool again right after its
     result; a draft that does is rejected, and a strong action that does is asked again as a
     plain answer, so an agent neither loops nor ends on an empty reply.
+    ``multi_turn``: the decision comes after earlier agent turns (:func:`is_multi_turn`), so the
+    verifier's score is compared with ``config.multi_turn_threshold`` when one is set.
     """
     lossless = spec.scorer == "lossless"
     if lossless and not can_continue:
@@ -178,7 +181,9 @@ def decide(
             d.p_accept = 1.0  # mode B trusts its draft
     best = max(valid, key=lambda d: d.p_accept or 0.0, default=None)
     gate = policy.check(best.action) if best else SafetyDecision(effect="allow")
-    threshold = config.gate_threshold if spec.scorer == "gate" else config.threshold
+    threshold = (
+        config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
+    )
     passed = not lossless and best is not None and (best.p_accept or 0.0) >= threshold
 
     if passed and best and gate.effect != "escalate":
@@ -248,6 +253,11 @@ def _to_continue(drafts: list[Draft], best: Draft | None) -> AIMessage | None:
     if best is not None and best.message is not None:
         return best.message
     return next((d.message for d in drafts if d.message is not None), None)
+
+
+def is_multi_turn(messages: Sequence[BaseMessage]) -> bool:
+    """Whether a decision comes after earlier agent turns (an assistant or tool message)."""
+    return any(isinstance(m, (AIMessage, ToolMessage)) for m in messages)
 
 
 def answered_calls(messages: Sequence[BaseMessage]) -> frozenset[str]:
@@ -697,6 +707,7 @@ class Cascade:
             self.has_strong,
             self.can_continue,
             answered_calls(context),
+            is_multi_turn(context),
         )
 
     async def arun(

@@ -56,6 +56,10 @@ class CascadeConfig(BaseModel):
             log-probs; given by letter or by name (``always_strong``, ``cheap_only``, ``judge``,
             ``verifier``, ``rerank``, ``lossless``, ``gate``), stored as the letter.
         threshold: a draft is accepted when its p(ACCEPT) is at least this.
+        multi_turn_threshold: the threshold for a decision later in a conversation (after an
+            assistant or tool message). A verifier scores those drafts on another scale than
+            first-turn ones (longer contexts, tool results), so it is calibrated on its own;
+            ``None`` uses ``threshold``.
         gate_threshold: mode G accepts a draft when exp(mean log-prob over its argument-value
             tokens) is at least this (calibrate it on training-side drafts, like ``threshold``).
         speculative_fallback: when a draft is rejected (modes C, D, E, G), a strong model that
@@ -79,6 +83,7 @@ class CascadeConfig(BaseModel):
 
     mode: str = "D"
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    multi_turn_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     gate_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     speculative_fallback: bool = True
     n_drafts: int = Field(default=3, ge=2)
@@ -97,6 +102,12 @@ class CascadeConfig(BaseModel):
     def _canonical_mode(cls, mode: str) -> str:
         """One canonical form (the letter), whichever form the user wrote."""
         return mode_letter(mode)
+
+    def accept_threshold(self, multi_turn: bool) -> float:
+        """The verifier's accept threshold for a first-turn or a later decision."""
+        if multi_turn and self.multi_turn_threshold is not None:
+            return self.multi_turn_threshold
+        return self.threshold
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n")

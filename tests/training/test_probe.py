@@ -253,6 +253,12 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| single-turn | 4 | 2 |" in out and "| multi-turn | 2 | 1 |" in out
-    assert "| all | 6 | 3 |" in out and "written to" in out
-    threshold = json.loads((bundle / "cascade.json").read_text())["threshold"]
-    assert threshold != 0.5 and Bundle.from_pretrained(bundle).config.threshold == threshold
+    assert "| all | 6 | 3 |" in out and "(separate decisions) written to" in out
+    raw = json.loads((bundle / "cascade.json").read_text())
+    loaded = Bundle.from_pretrained(bundle).config
+    assert raw["threshold"] != 0.5 and loaded.threshold == raw["threshold"]
+    assert loaded.multi_turn_threshold == raw["multi_turn_threshold"] is not None
+    # one threshold for every decision: the multi-turn one is dropped
+    assert main([*argv, "--decisions", "all"]) == 0
+    assert "multi_turn_threshold" not in json.loads((bundle / "cascade.json").read_text())
+    assert not list(bundle.glob(".*.tmp"))

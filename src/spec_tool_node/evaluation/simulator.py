@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, convert_to_messages
 
 from spec_tool_node.actions import (
     Action,
@@ -39,8 +39,10 @@ from spec_tool_node.cascade import (
     Draft,
     Propose,
     Scored,
+    answered_calls,
     call_record,
     decide,
+    is_multi_turn,
     turn_record,
 )
 from spec_tool_node.config import CascadeConfig
@@ -227,7 +229,17 @@ def replay(
     if spec.scorer == "lossless" and collected.continued is None:
         raise CacheMissingError(f"example {example.id!r}: the cache has no strong continuation")
     continues = collected.continued is not None  # as a local strong model would, live
-    steps = decide(spec, config, policy, tools, strong, continues)
+    context = convert_to_messages(example.messages)
+    steps = decide(
+        spec,
+        config,
+        policy,
+        tools,
+        strong,
+        continues,
+        answered_calls(context),
+        is_multi_turn(context),
+    )
     answers = _Replay(example, collected, single=spec.draft_count(config.n_drafts) == 1)
     try:
         request = next(steps)

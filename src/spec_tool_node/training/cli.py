@@ -283,16 +283,12 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _multi_turn(example: Any) -> bool:
-    """A decision after earlier agent turns (an assistant or tool message in its context)."""
-    return any(m.get("role") in ("assistant", "tool") for m in example.messages)
-
-
 def train_calibrate_cmd(args: argparse.Namespace) -> int:
     from langchain_core.messages import convert_to_messages
 
     from spec_tool_node.actions import action_from_canonical
     from spec_tool_node.bundle import Bundle
+    from spec_tool_node.cascade import is_multi_turn
     from spec_tool_node.training.data import load_draft_cache
     from spec_tool_node.training.verifier import calibrate, precision_recall
     from spec_tool_node.verifiers.probe import load_verifier
@@ -316,12 +312,13 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         tools = [t.get("function", t) for t in e.tools]
         draft = action_from_canonical(r["draft"])
         scored[i] = verifier.score(convert_to_messages(e.messages), tools, draft).p_accept
+    multi = {i: is_multi_turn(convert_to_messages(examples[i].messages)) for i in scored}
     kinds = {"single-turn": False, "multi-turn": True}
     thresholds = {}
     print("| decisions | drafts | right | threshold | precision | recall | accept rate |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for kind, multi in [*kinds.items(), ("all", None)]:
-        ids = [i for i in scored if multi is None or _multi_turn(examples[i]) == multi]
+    for kind, later in [*kinds.items(), ("all", None)]:
+        ids = [i for i in scored if later is None or multi[i] == later]
         if not ids:
             continue
         scores = [scored[i] for i in ids]
@@ -334,15 +331,25 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
             f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
             f"| {accepted:.0%} |"
         )
-    chosen = thresholds.get(args.decisions)
-    if chosen is None:
-        print(f"error: no {args.decisions} decisions among the drafts", file=sys.stderr)
-        return 2
+    if args.decisions == "all":
+        written = {"threshold": thresholds["all"], "multi_turn_threshold": None}
+    else:  # each kind its own threshold; a kind without logged decisions keeps the bundle's
+        written = {
+            "threshold": thresholds.get("single-turn"),
+            "multi_turn_threshold": thresholds.get("multi-turn"),
+        }
     if args.write:
         raw = json.loads(config_path.read_text())
-        raw["threshold"] = round(min(max(chosen, 0.0), 1.0), 6)
-        config_path.write_text(json.dumps(raw, indent=2) + "\n")
-        print(f"threshold {raw['threshold']} ({args.decisions} decisions) written to {config_path}")
+        for key, t in written.items():
+            if t is None and args.decisions == "all":
+                raw.pop(key, None)
+            elif t is not None:
+                raw[key] = round(min(max(t, 0.0), 1.0), 6)
+        tmp = config_path.with_name(f".{config_path.name}.tmp")  # never half-written
+        tmp.write_text(json.dumps(raw, indent=2) + "\n")
+        tmp.replace(config_path)
+        shown = ", ".join(f"{k} {raw[k]}" for k in written if k in raw)
+        print(f"{shown} ({args.decisions} decisions) written to {config_path}")
     return 0
 
 
@@ -513,9 +520,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--accept-rate", type=float, help="threshold accepting this share")
     p.add_argument(
         "--decisions",
-        choices=["all", "single-turn", "multi-turn"],
-        default="all",
-        help="which decisions set the written threshold (each kind is reported)",
+        choices=["separate", "all"],
+        default="separate",
+        help="separate: single-turn decisions set `threshold` and multi-turn ones (after an "
+        "assistant or tool message) `multi_turn_threshold`; all: one threshold for every "
+        "decision (each kind is reported either way)",
     )
     p.add_argument("--write", action="store_true", help="write the threshold into the bundle")
     p.set_defaults(func=train_calibrate_cmd)
