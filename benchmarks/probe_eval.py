@@ -32,14 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from probe_features import PROPOSER, heldout_items, train_items
+from probe_features import PROPOSER, heldout_items, invalid_train_drafts, train_items
 
 from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.evaluation.collector import ModelKeys, load_collection, model_key
-from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.training.probe import (
     FeatureSet,
     HeadSpec,
@@ -147,8 +146,8 @@ def main() -> None:
     assert all((f.layers, f.poolings) == (features.layers, features.poolings) for f in parts)
 
     # -- training side only ------------------------------------------------------------------
-    train = [(e, d) for e, d in train_items(args.drafts, None)]
-    n_invalid = sum(not r.get("valid") for r in load_draft_cache(args.drafts).values())
+    train = train_items(args.drafts, args.train_cache)
+    n_invalid = invalid_train_drafts(args.drafts, args.train_cache)
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")

@@ -37,6 +37,21 @@ def train_items(drafts: Path, train_cache: Path | None) -> list:
     return items
 
 
+def invalid_train_drafts(drafts: Path, train_cache: Path | None) -> int:
+    """How many training-side drafts are invalid (they always fall back, which the threshold's
+    cost must count)."""
+    records = load_draft_cache(drafts)
+    invalid = sum(not r.get("valid") for r in records.values())
+    if train_cache is not None:
+        collection = load_collection(train_cache, ModelKeys(proposer=model_key(PROPOSER)))
+        invalid += sum(
+            1
+            for i, c in collection.records.items()
+            if i not in records and c.draft and not c.draft.get("valid")
+        )
+    return invalid
+
+
 def heldout_items(cache: Path, limit: int) -> list:
     """(example, canonical draft) of every valid greedy draft of the held-out examples."""
     examples = bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, limit)

@@ -143,3 +143,27 @@ def test_float32_logits_reach_the_strong_model_only(monkeypatch):
     pool = ModelPool(config, RunSettings(float32_logits=True))
     pool.get("proposer"), pool.get("strong")
     assert built == {"cheap": False, "strong": True}
+
+
+def test_trajectory_cache_keys_survive_new_unset_fields(tmp_path):
+    """A committed trajectory cache is found by a hash of its config: a field added later and
+    left unset must not change the key, or every earlier run would be redone."""
+    import hashlib
+
+    from spec_tool_node.evaluation.cli import _cache_file
+
+    args = build_parser().parse_args(["eval", "--data", "toy", "--out", str(tmp_path)])
+    config = CascadeConfig(mode="A")
+    before = config.model_dump(mode="json")
+    del before["multi_turn_threshold"]  # the config as it was before the field existed
+    fields = {
+        "config": before,
+        "policy": str(args.policy),
+        "system_prompt": args.system_prompt,
+        "max_steps_per_turn": args.max_steps_per_turn,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    assert _cache_file(args, config).name == f"trajectories-A-{digest}.jsonl"
+    changed = _cache_file(args, config.model_copy(update={"multi_turn_threshold": 0.3}))
+    assert changed.name != f"trajectories-A-{digest}.jsonl"

@@ -381,8 +381,11 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
 def _cache_file(args: argparse.Namespace, config: Any) -> Path:
     """The result cache of one trajectory configuration: a rerun with the same models, mode,
     threshold, policy, system prompt and step budget continues it."""
+    dumped = config.model_dump(mode="json")
+    if dumped.get("multi_turn_threshold") is None:  # absent from older keys, which stay valid
+        del dumped["multi_turn_threshold"]
     fields = {
-        "config": config.model_dump(mode="json"),
+        "config": dumped,
         "policy": str(args.policy),
         "system_prompt": args.system_prompt,
         "max_steps_per_turn": args.max_steps_per_turn,
