@@ -208,6 +208,33 @@ def test_hard_negatives_come_from_running_the_proposer(tmp_path, tiny_tokenizer)
     assert len((tmp_path / "drafts.jsonl").read_text().splitlines()) == 1
 
 
+def test_mining_batches_through_the_collector_and_resumes(tmp_path, tiny_tokenizer):
+    """Drafts written in one left-padded batch are the ones written one at a time; the
+    collector's records sit beside the draft file; an id already in the file is not mined."""
+    proposer = HFChatModel(
+        model="tiny", loaded=(make_model(tiny_tokenizer), tiny_tokenizer), max_new_tokens=12
+    )
+    examples = [example(i, city) for i, city in enumerate(["Paris", "Oslo", "Lyon", "Rome"])]
+    batched = tmp_path / "batched.jsonl"
+    single = tmp_path / "single.jsonl"
+    mine_drafts(proposer, examples, batched, signals=True, progress=False, batch_size=4)
+    mine_drafts(proposer, examples, single, signals=True, progress=False, batch_size=1)
+    lines = [[json.loads(x) for x in f.read_text().splitlines()] for f in (batched, single)]
+    keep = ("id", "text", "draft", "valid", "right", "error", "output_tokens")
+    assert [{k: r.get(k) for k in keep} for r in lines[0]] == [
+        {k: r.get(k) for k in keep} for r in lines[1]
+    ]
+    hidden = proposer.hf_model.config.hidden_size
+    assert all(len(r["hidden_state"]) == hidden and r["mean_logprob"] < 0 for r in lines[0])
+    assert (tmp_path / "batched.records").is_dir()
+    # an older draft file: its ids are kept as they are, only the new example is mined
+    older = tmp_path / "older.jsonl"
+    older.write_text(json.dumps({"id": "ex0", "draft": None, "valid": False}) + "\n")
+    mine_drafts(proposer, examples[:2], older, progress=False)
+    ids = [json.loads(x)["id"] for x in older.read_text().splitlines()]
+    assert ids == ["ex0", "ex1"]
+
+
 def test_verifier_pair_features_end_in_one_label_token(tiny_tokenizer):
     ex = example()
     pairs, _ = build_pairs([ex], {})

@@ -176,7 +176,11 @@ def train_mine(args: argparse.Namespace) -> int:
         model=args.proposer, adapter=args.adapter, max_new_tokens=args.max_new_tokens
     )
     mine_drafts(
-        proposer, _examples(args.data, args.on_error, args.limit), args.cache, signals=args.signals
+        proposer,
+        _examples(args.data, args.on_error, args.limit),
+        args.cache,
+        signals=args.signals,
+        batch_size=args.batch_size,
     )
     records = load_draft_cache(args.cache).values()
     valid = sum(r["valid"] for r in records)
@@ -453,7 +457,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--cache",
         type=Path,
         required=True,
-        help="draft cache JSONL (appended to; reruns skip done ids)",
+        help="labelled draft file JSONL (appended to; reruns skip done ids); the collector's "
+        "records of each call go in CACHE_STEM.records/ beside it",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="examples a local proposer drafts in one left-padded batch (greedy drafts stay "
+        "the ones written one at a time, up to floating-point near-ties)",
     )
     p.add_argument(
         "--signals", action="store_true", help="also keep mean log-prob and last hidden state"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -367,51 +366,66 @@ def mine_drafts(
     *,
     signals: bool = False,
     progress: bool = True,
+    batch_size: int = 8,
 ) -> dict[str, list[str]]:
-    """Run the proposer on each example once and cache its draft (JSONL, resumable).
+    """Run the proposer on each example once and keep its labelled draft (JSONL, resumable).
 
-    Returns example id -> canonical texts of its valid drafts. Drafts that do not parse or break
-    the tool schemas are recorded but not returned: the cascade rejects those before any
-    verifier, so the verifier never has to judge them. With ``signals`` (an HFChatModel
-    proposer), each record also keeps the draft's mean token log-prob and last hidden state, the
+    Returns example id -> canonical texts of its valid drafts. The evaluation collector makes
+    the drafts, so mining calls and records a model exactly as evaluation does: a local
+    ``HFChatModel`` writes ``batch_size`` greedy drafts in one left-padded batch, and the
+    collector's records are kept in ``<cache stem>.records/`` beside ``cache``. ``cache`` gets
+    one line per example with the label (``right``: the draft matches the gold action), written
+    as each chunk of examples finishes; a rerun skips the ids it holds and reuses the records.
+    Drafts that do not parse or break the tool schemas are recorded but not returned: the
+    cascade rejects those before any verifier, so the verifier never has to judge them. With
+    ``signals`` each line also keeps the draft's mean token log-prob and last hidden state, the
     zero-cost confidence signals of mode G.
     """
-    from langchain_core.messages import convert_to_messages
-    from tqdm.auto import tqdm
+    from spec_tool_node.evaluation.collector import collect
 
-    from spec_tool_node.actions import InvalidActionError, action_from_message, validate_action
-
+    cache = Path(cache)
+    records = cache.with_name(f"{cache.stem}.records")
     done = load_draft_cache(cache)
     todo = [e for e in examples if e.id not in done]
-    options = {"return_logprobs": True, "return_hidden_state": True} if signals else {}
+    chunk = 4 * max(batch_size, 1)
     with open_for_append(cache) as f:
-        for ex in tqdm(todo, desc="mining proposer drafts", disable=not progress):
-            model = proposer.bind_tools(ex.tools) if ex.tools else proposer
-            start = time.perf_counter()
-            message = model.invoke(convert_to_messages(ex.messages), **options)
-            usage = message.usage_metadata or {}
-            record: dict[str, Any] = {
-                "id": ex.id,
-                "text": message.text,
-                "wall_s": round(time.perf_counter() - start, 3),
-                "input_tokens": usage.get("input_tokens", 0),
-                "output_tokens": usage.get("output_tokens", 0),
-            }
-            if signals:
-                record["mean_logprob"] = message.response_metadata["logprobs"]["mean"]
-                record["hidden_state"] = message.response_metadata.get("hidden_state")
-            try:
-                action = action_from_message(message)
-                tools = {t.get("function", t)["name"]: t.get("function", t) for t in ex.tools}
-                validate_action(action, tools)
-                record.update(
-                    draft=canonical_text(action), valid=True, right=matches(action, ex.gold)
-                )
-            except InvalidActionError as e:
-                record.update(draft=None, valid=False, right=False, error=str(e))
-            write_record(f, record)
-            done[ex.id] = record
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            collection = collect(
+                part,
+                records,
+                proposer=proposer,
+                modes=["B"],
+                hidden_state=signals,
+                batch_size=batch_size,
+                progress=progress,
+            )
+            for ex in part:
+                record = _draft_line(ex, collection[ex.id].draft or {}, signals)
+                write_record(f, record)
+                done[ex.id] = record
     return {i: [r["draft"]] for i, r in done.items() if r.get("valid")}
+
+
+def _draft_line(example: Example, draft: dict[str, Any], signals: bool) -> dict[str, Any]:
+    """One labelled line of a draft file from the collector's record of the draft."""
+    record: dict[str, Any] = {
+        "id": example.id,
+        "text": (draft.get("message") or {}).get("content", ""),
+        "wall_s": round(draft.get("wall_s", 0.0), 3),
+        "input_tokens": draft.get("input_tokens", 0),
+        "output_tokens": draft.get("output_tokens", 0),
+    }
+    if signals:
+        record["mean_logprob"] = draft.get("mean_logprob")
+        record["hidden_state"] = draft.get("hidden_state")
+    if draft.get("valid"):
+        action = action_from_canonical(draft["action"])
+        record.update(draft=draft["action"], valid=True, right=matches(action, example.gold))
+    else:
+        error = draft.get("error") or draft.get("exception") or "no draft"
+        record.update(draft=None, valid=False, right=False, error=error)
+    return record
 
 
 def load_draft_cache(cache: str | Path) -> dict[str, dict[str, Any]]:
