@@ -21,7 +21,6 @@ from accelerate import PartialState
 
 from spec_tool_node.example_files import Example
 from spec_tool_node.training import sft
-from spec_tool_node.training.config import TrainConfig
 from spec_tool_node.training.verifier import train_verifier
 
 CITIES = ["Paris", "Lyon", "Nice", "Rome", "Oslo", "Lima", "Kyiv", "Baku"]
@@ -89,13 +88,18 @@ def main() -> None:
         )
     )
     record_rows(out, base)
-    cfg = TrainConfig(
-        max_steps=2, batch_size=2, learning_rate=5e-3, lora_r=4, lora_alpha=8, logging_steps=1
+    args = sft.training_arguments(
+        out / "run",
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=5e-3,
+        logging_steps=1,
     )
+    lora = sft.lora_config(r=4, lora_alpha=8)
     if kind == "sft":
-        sft.train_sft(base, examples(), out / "run", cfg)
+        sft.train_sft(base, examples(), out / "run", args, lora)
     else:
-        train_verifier(base, examples(), {}, out / "run", cfg, eval_fraction=0.0)
+        train_verifier(base, examples(), {}, out / "run", args, lora, eval_fraction=0.0)
 
 
 if __name__ == "__main__":

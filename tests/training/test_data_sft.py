@@ -20,7 +20,7 @@ from spec_tool_node.training.data import (
     render_pair,
     render_sft,
 )
-from spec_tool_node.training.sft import TrainConfig, train_lora, train_sft
+from spec_tool_node.training.sft import lora_config, train_lora, train_sft, training_arguments
 from spec_tool_node.verifiers import label_token_ids
 from tests.conftest import make_model, teach
 
@@ -113,7 +113,7 @@ def test_template_that_cannot_render_tools_fails_before_training(tmp_path, tiny_
         TemplateError,
         match="example 'ex0': the chat template cannot render it: System role not supported",
     ):
-        train_sft(str(folder), [example()], tmp_path / "run", TrainConfig(max_steps=1))
+        train_sft(str(folder), [example()], tmp_path / "run", training_arguments("x", max_steps=1))
     assert not (tmp_path / "run").exists()
 
 
@@ -250,24 +250,25 @@ def test_lora_sft_learns_saves_loads_and_resumes(tmp_path, tiny_tokenizer):
     make_model(tiny_tokenizer).save_pretrained(base)
     tiny_tokenizer.save_pretrained(base)
     examples = [example(i, c) for i, c in enumerate(["Paris", "Lyon"])]
-    cfg = TrainConfig(
-        max_steps=4,
-        save_steps=2,
-        batch_size=2,
-        learning_rate=5e-3,
-        lora_r=4,
-        lora_alpha=8,
-        logging_steps=1,
-        dtype="float32",
+    options = {
+        "save_steps": 2,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 5e-3,
+        "logging_steps": 1,
+    }
+    args = training_arguments("unused", max_steps=4, **options)  # the run's folder wins
+    lora = lora_config(r=4, lora_alpha=8)
+    adapter = train_sft(
+        str(base), examples, tmp_path / "run", args, lora, eval_examples=examples[:1]
     )
-    adapter = train_sft(str(base), examples, tmp_path / "run", cfg, eval_examples=examples[:1])
+    assert adapter == tmp_path / "run" / "adapter"
     history = json.loads((adapter / "training.json").read_text())
     losses = [h["loss"] for h in history["log_history"] if "loss" in h]
     assert history["global_step"] == 4 and losses[-1] < losses[0]
 
     # resume: a longer run in the same folder continues from the last checkpoint (step 4)
-    cfg.max_steps = 6
-    adapter = train_sft(str(base), examples, tmp_path / "run", cfg)
+    args = training_arguments(tmp_path / "run", max_steps=6, **options)
+    adapter = train_sft(str(base), examples, tmp_path / "run", args, lora)
     resumed = json.loads((adapter / "training.json").read_text())
     assert resumed["global_step"] == 6 and resumed["resumed_from_step"] == 4
     first = [h["loss"] for h in resumed["log_history"] if "loss" in h][:4]
@@ -293,8 +294,14 @@ def test_train_lora_changes_the_adapter_weights(tmp_path, tiny_tokenizer):
     from safetensors.torch import load_file
 
     features = [render_sft(tiny_tokenizer, example())]
-    cfg = TrainConfig(max_steps=2, batch_size=1, lora_r=2, lora_alpha=4, learning_rate=1e-2)
-    adapter = train_lora(make_model(tiny_tokenizer), tiny_tokenizer, features, tmp_path / "r", cfg)
+    args = training_arguments(
+        tmp_path / "r", max_steps=2, per_device_train_batch_size=1, learning_rate=1e-2
+    )
+    lora = lora_config(r=2, lora_alpha=4)
+    adapter = train_lora(make_model(tiny_tokenizer), tiny_tokenizer, features, args, lora)
+    assert adapter == tmp_path / "r" / "adapter"
+    saved = json.loads((adapter / "training.json").read_text())
+    assert saved["lora"]["r"] == 2 and saved["training_args"]["max_steps"] == 2
     weights = load_file(adapter / "adapter_model.safetensors")
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero

@@ -13,7 +13,7 @@ from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.node import SpeculativeActionNode
-from spec_tool_node.training.sft import TrainConfig
+from spec_tool_node.training.sft import lora_config, training_arguments
 from spec_tool_node.training.verifier import (
     LabelPairLoss,
     Probe,
@@ -92,11 +92,16 @@ def test_label_pair_loss_reads_only_the_two_label_logits_at_the_label_position()
 
 def test_trained_verifier_separates_its_training_pairs(tmp_path, base_folder):
     examples = [example(i, c) for i, c in enumerate(["Paris", "Lyon", "Nice"])]
-    cfg = TrainConfig(
-        max_steps=40, batch_size=4, learning_rate=5e-3, lora_r=8, lora_alpha=16, logging_steps=10
+    args = training_arguments(
+        tmp_path / "verifier",
+        max_steps=40,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        logging_steps=10,
     )
+    lora = lora_config(r=8, lora_alpha=16)
     adapter, mix = train_verifier(
-        str(base_folder), examples, {}, tmp_path / "verifier", cfg, eval_fraction=0.0
+        str(base_folder), examples, {}, tmp_path / "verifier", args, lora, eval_fraction=0.0
     )
     pairs = [
         json.loads(line)

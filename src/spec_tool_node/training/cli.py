@@ -38,38 +38,48 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def _lora_options(p: argparse.ArgumentParser) -> None:
-    from spec_tool_node.training.config import TrainConfig
+    from spec_tool_node.training.config import DTYPE, LORA_DEFAULTS, MAX_LENGTH, TRAINING_DEFAULTS
 
-    d = TrainConfig()
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per device step")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation")
+    t, lora = TRAINING_DEFAULTS, LORA_DEFAULTS
+    p.add_argument("--max-steps", type=int, default=t["max_steps"], help="optimizer steps")
     p.add_argument(
-        "--learning-rate", type=float, default=d.learning_rate, help="peak learning rate"
+        "--batch-size",
+        type=int,
+        default=t["per_device_train_batch_size"],
+        help="examples per device step",
     )
-    p.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank")
-    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha, help="LoRA alpha")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=t["gradient_accumulation_steps"],
+        help="gradient accumulation",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=t["learning_rate"], help="peak learning rate"
+    )
+    p.add_argument("--lora-r", type=int, default=lora["r"], help="LoRA rank")
+    p.add_argument("--lora-alpha", type=int, default=lora["lora_alpha"], help="LoRA alpha")
     p.add_argument(
         "--target-modules",
-        default="all-linear",
+        default=lora["target_modules"],
         help="comma-separated module names, or all-linear (smaller sets keep adapters small)",
     )
     p.add_argument(
         "--max-length",
         type=int,
-        default=d.max_length,
+        default=MAX_LENGTH,
         help="tokens per example (prompt cut from the left)",
     )
     p.add_argument(
-        "--seed", type=int, default=d.seed, help="seed for data order, init and sampling"
+        "--seed", type=int, default=t["seed"], help="seed for data order, init and sampling"
     )
     p.add_argument(
         "--save-steps",
         type=int,
-        default=d.save_steps,
+        default=t["save_steps"],
         help="checkpoint every N steps (resume point)",
     )
-    p.add_argument("--dtype", default=d.dtype, help="weights dtype while training (float32 on CPU)")
+    p.add_argument("--dtype", default=DTYPE, help="weights dtype while training (float32 on CPU)")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
 
 
@@ -118,28 +128,26 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from spec_tool_node.training.config import TrainConfig
+def _run_options(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The ``TrainingArguments`` and ``LoraConfig`` the LoRA options ask for."""
+    from spec_tool_node.training.sft import lora_config, training_arguments
 
     modules = (
         args.target_modules
         if args.target_modules == "all-linear"
         else args.target_modules.split(",")
     )
-    return TrainConfig(
+    training = training_arguments(
+        args.out,
         max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
         learning_rate=args.learning_rate,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        target_modules=modules,
-        max_length=args.max_length,
         seed=args.seed,
         save_steps=args.save_steps,
         eval_steps=args.save_steps,
-        dtype=args.dtype,
     )
+    return training, lora_config(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules=modules)
 
 
 def _examples(path: Path, on_error: str, limit: int | None = None) -> list:
@@ -197,7 +205,9 @@ def train_sft_cmd(args: argparse.Namespace) -> int:
         args.base,
         _examples(args.data, args.on_error, args.limit),
         args.out,
-        _config(args),
+        *_run_options(args),
+        max_length=args.max_length,
+        dtype=args.dtype,
         eval_examples=evaluation,
         resume=not args.no_resume,
     )
@@ -221,7 +231,9 @@ def train_verifier_cmd(args: argparse.Namespace) -> int:
         _examples(args.data, args.on_error, args.limit),
         drafts,
         args.out,
-        _config(args),
+        *_run_options(args),
+        max_length=args.max_length,
+        dtype=args.dtype,
         resume=not args.no_resume,
     )
     print(f"adapter: {adapter}\npair mix: {json.dumps(dict(mix), sort_keys=True)}")

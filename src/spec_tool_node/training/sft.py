@@ -8,9 +8,10 @@ runs unchanged under ``accelerate launch`` on several GPUs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,30 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from spec_tool_node.chat_models.loading import load_pretrained
 from spec_tool_node.example_files import Example
-from spec_tool_node.training.config import TrainConfig
+from spec_tool_node.training.config import DTYPE, LORA_DEFAULTS, MAX_LENGTH, TRAINING_DEFAULTS
 from spec_tool_node.training.data import Features, check_template, render_sft
 
 
-def lora_config(cfg: TrainConfig) -> LoraConfig:
-    """The one LoRA config every model of a cascade is trained with."""
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules,
-        task_type="CAUSAL_LM",
+def lora_config(**overrides: Any) -> LoraConfig:
+    """The one LoRA config every model of a cascade is trained with (``LORA_DEFAULTS``, then
+    ``overrides``)."""
+    return LoraConfig(**{**LORA_DEFAULTS, **overrides, "task_type": "CAUSAL_LM"})
+
+
+def training_arguments(output_dir: str | Path, **overrides: Any) -> TrainingArguments:
+    """``TrainingArguments`` with our defaults (``TRAINING_DEFAULTS``, then ``overrides``): a
+    warm-up of a tenth of the steps (at most 10), the seed also ordering the data, no reporting
+    integrations, and the CPU when no GPU is present."""
+    values = {**TRAINING_DEFAULTS, **overrides}
+    values.setdefault("warmup_steps", min(10, values["max_steps"] // 10))
+    values.setdefault("data_seed", values["seed"])
+    values.setdefault("per_device_eval_batch_size", values["per_device_train_batch_size"])
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        **values,
     )
 
 
@@ -72,43 +85,28 @@ def train_lora(
     model: Any,
     tokenizer: Any,
     train: Sequence[Features],
-    output_dir: str | Path,
-    cfg: TrainConfig,
+    args: TrainingArguments,
+    lora: LoraConfig | None = None,
     *,
     eval_set: Sequence[Features] = (),
     resume: bool = True,
     compute_loss: Callable[..., torch.Tensor] | None = None,
     collator: Collator | None = None,
 ) -> Path:
-    """Train a LoRA adapter on ready features; returns the adapter folder (``output_dir/adapter``).
+    """Train a LoRA adapter on ready features; returns the adapter folder
+    (``args.output_dir/adapter``).
 
-    Resumes from the newest ``checkpoint-*`` in ``output_dir`` when ``resume`` is set.
-    ``compute_loss`` replaces the language-model loss (``Trainer``'s ``compute_loss_func``);
-    ``collator`` replaces the :class:`Collator` on ``tokenizer``.
+    ``lora`` defaults to :func:`lora_config`. Evaluation runs every ``args.eval_steps`` when
+    ``eval_set`` is given and never otherwise. Resumes from the newest ``checkpoint-*`` in
+    ``args.output_dir`` when ``resume`` is set. ``compute_loss`` replaces the language-model loss
+    (``Trainer``'s ``compute_loss_func``); ``collator`` replaces the :class:`Collator` on
+    ``tokenizer``.
     """
-    output_dir = Path(output_dir)
-    set_seed(cfg.seed)
-    peft_model = get_peft_model(model, lora_config(cfg))
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=min(10, cfg.max_steps // 10),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if eval_set else "no",
-        eval_steps=cfg.eval_steps,
-        report_to=[],
-        remove_unused_columns=False,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    output_dir = Path(args.output_dir)
+    args = dataclasses.replace(args, eval_strategy="steps" if eval_set else "no")
+    lora = lora or lora_config()
+    set_seed(args.seed)
+    peft_model = get_peft_model(model, lora)
     trainer = Trainer(
         model=peft_model,
         args=args,
@@ -128,7 +126,11 @@ def train_lora(
             "log_history": trainer.state.log_history,
         }
         (adapter / "training.json").write_text(
-            json.dumps({"config": asdict(cfg), **metrics}, indent=2, default=str)
+            json.dumps(
+                {"training_args": args.to_dict(), "lora": lora.to_dict(), **metrics},
+                indent=2,
+                default=str,
+            )
         )
     trainer.accelerator.wait_for_everyone()  # every process returns a complete adapter folder
     return adapter
@@ -138,19 +140,33 @@ def train_sft(
     base: str,
     train: Sequence[Example],
     output_dir: str | Path,
-    cfg: TrainConfig | None = None,
+    args: TrainingArguments | None = None,
+    lora: LoraConfig | None = None,
     *,
+    max_length: int = MAX_LENGTH,
+    dtype: str = DTYPE,
     eval_examples: Sequence[Example] = (),
     resume: bool = True,
 ) -> Path:
     """LoRA SFT of ``base`` (asset name, folder or hub id) on examples; returns the adapter folder.
 
+    ``args`` defaults to :func:`training_arguments`, ``lora`` to :func:`lora_config`; either way
+    the run writes to ``output_dir``.
+
     Raises:
         TemplateError: before any training, when the chat template cannot render the data.
     """
-    cfg = cfg or TrainConfig()
-    model, tokenizer = load_pretrained(base, dtype=cfg.dtype)
+    args = dataclasses.replace(args, output_dir=str(output_dir)) if args else None
+    model, tokenizer = load_pretrained(base, dtype=dtype)
     check_template(tokenizer, train)
-    features = [render_sft(tokenizer, e, max_length=cfg.max_length) for e in train]
-    eval_set = [render_sft(tokenizer, e, max_length=cfg.max_length) for e in eval_examples]
-    return train_lora(model, tokenizer, features, output_dir, cfg, eval_set=eval_set, resume=resume)
+    features = [render_sft(tokenizer, e, max_length=max_length) for e in train]
+    eval_set = [render_sft(tokenizer, e, max_length=max_length) for e in eval_examples]
+    return train_lora(
+        model,
+        tokenizer,
+        features,
+        args or training_arguments(output_dir),
+        lora,
+        eval_set=eval_set,
+        resume=resume,
+    )

@@ -10,6 +10,7 @@ calibrates its routers.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import random
@@ -20,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import LoraConfig
+from transformers import TrainingArguments
 
 from spec_tool_node.chat_models.loading import load_pretrained
 from spec_tool_node.example_files import Example
+from spec_tool_node.training.config import DTYPE, MAX_LENGTH
 from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
-from spec_tool_node.training.sft import Collator, TrainConfig, train_lora
+from spec_tool_node.training.sft import Collator, train_lora, training_arguments
 from spec_tool_node.verifiers.prompt import label_token_ids
 
 
@@ -62,23 +66,32 @@ def train_verifier(
     examples: Sequence[Example],
     drafts: dict[str, list[str]],
     output_dir: str | Path,
-    cfg: TrainConfig | None = None,
+    args: TrainingArguments | None = None,
+    lora: LoraConfig | None = None,
     *,
+    max_length: int = MAX_LENGTH,
+    dtype: str = DTYPE,
     eval_fraction: float = 0.1,
     resume: bool = True,
 ) -> tuple[Path, Counter[str]]:
     """Train the classifier on balanced pairs; returns the adapter folder and the pair mix.
 
-    A held-out slice of the pairs (by example id, so no context is in both) is used for evaluation
-    during training; the pairs themselves are written to ``output_dir/pairs.jsonl``.
+    ``args`` and ``lora`` as in :func:`~spec_tool_node.training.sft.train_sft` (the run writes
+    to ``output_dir``; ``args.seed`` also draws the pairs and the evaluation slice). A held-out
+    slice of the pairs (by example id, so no context is in both) is used for evaluation during
+    training; the pairs themselves are written to ``output_dir/pairs.jsonl``.
     """
-    cfg = cfg or TrainConfig()
-    model, tokenizer = load_pretrained(base, dtype=cfg.dtype)
+    args = (
+        dataclasses.replace(args, output_dir=str(output_dir))
+        if args
+        else training_arguments(output_dir)
+    )
+    model, tokenizer = load_pretrained(base, dtype=dtype)
     check_template(tokenizer, examples)
-    pairs, mix = build_pairs(examples, drafts, seed=cfg.seed)
+    pairs, mix = build_pairs(examples, drafts, seed=args.seed)
     by_id = {e.id: e for e in examples}
     ids = sorted({p.example_id for p in pairs})
-    random.Random(cfg.seed).shuffle(ids)
+    random.Random(args.seed).shuffle(ids)
     held = set(ids[: int(len(ids) * eval_fraction)])
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +101,7 @@ def train_verifier(
 
     def features(selected: list[Pair]) -> list:
         return [
-            render_pair(tokenizer, by_id[p.example_id], p, max_length=cfg.max_length)
-            for p in selected
+            render_pair(tokenizer, by_id[p.example_id], p, max_length=max_length) for p in selected
         ]
 
     train = features([p for p in pairs if p.example_id not in held])
@@ -101,8 +113,8 @@ def train_verifier(
         model,
         tokenizer,
         train,
-        output_dir,
-        cfg,
+        args,
+        lora,
         eval_set=evaluation,
         resume=resume,
         compute_loss=LabelPairLoss(*label_token_ids(tokenizer)),
