@@ -7,8 +7,8 @@ import json
 import pytest
 
 from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import percentile
 from spec_tool_node.evaluation import compute_metrics, load_collection, simulate, write_report
-from spec_tool_node.evaluation.metrics import percentile
 from tests.evaluation import toy
 
 CONFIG = CascadeConfig(threshold=0.5, n_drafts=2)

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -75,7 +74,7 @@ from pydantic import BaseModel, Field
 from spec_tool_node.bfcl.data import MULTI_TURN_CATEGORIES, convert_function
 from spec_tool_node.bfcl.environment import BFCLEnvironment, call_string, cleanup_namespace
 from spec_tool_node.bfcl.tasks import MultiTurnTask, load_task
-from spec_tool_node.costs import TrajectorySummary, TurnRecord, summarize
+from spec_tool_node.costs import TrajectorySummary, TurnRecord, percentile, summarize
 from spec_tool_node.jsonl import open_for_append, read_records
 
 if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by the CLI parser
@@ -90,7 +89,7 @@ BFCL_MAX_STEPS_PER_TURN = 21
 NodeFactory = Callable[[list["BaseTool"], "MultiTurnTask"], Any]
 """``node_factory(tools, task)`` -> the agent node (a :class:`SpeculativeActionNode`)."""
 
-_QUANTILES = (("min", 0.0), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("max", 1.0))
+_QUANTILES = (("min", 0), ("p25", 25), ("median", 50), ("p75", 75), ("max", 100))
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,13 +469,8 @@ def distribution(values: Sequence[float]) -> dict[str, float | None]:
     """min, p25, median, p75, max (linear interpolation, as numpy's default) and mean."""
     if not values:
         return {key: None for key, _ in _QUANTILES} | {"mean": None}
-    ordered = sorted(values)
-    out: dict[str, float | None] = {}
-    for key, q in _QUANTILES:
-        position = q * (len(ordered) - 1)
-        low, high = math.floor(position), math.ceil(position)
-        out[key] = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-    out["mean"] = sum(ordered) / len(ordered)
+    out: dict[str, float | None] = {key: percentile(values, q) for key, q in _QUANTILES}
+    out["mean"] = sum(sorted(values)) / len(values)  # summed in order, as the reports were
     return out
 
 

@@ -19,7 +19,6 @@ mode: what the gate prevents, and what it costs in wrongly blocked safe requests
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from spec_tool_node.actions import BlockedAction, InvalidActionError, action_from_canonical
 from spec_tool_node.bfcl.matching import matches
 from spec_tool_node.cascade import MODES
+from spec_tool_node.costs import percentile
 from spec_tool_node.evaluation.collector import Collection
 from spec_tool_node.evaluation.simulator import SampleResult, Simulation
 from spec_tool_node.example_files import Example
@@ -35,22 +35,6 @@ ACCURACY_TOLERANCE = 0.02
 """Target: mode D within 2 points of mode A's accuracy ..."""
 SAVINGS_SHARE_TARGET = 0.80
 """... while keeping at least 80% of the oracle router's savings."""
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) with linear interpolation (numpy's default); NaN if empty.
-
-    Not ``statistics.quantiles(method="inclusive")``: same method, but its integer-weighted
-    arithmetic rounds differently in the last bits (12 of the 34 p50/p95 values of the committed
-    ``metrics.json`` files would change), and it refuses fewer than two values.
-    """
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _ratio(a: float, b: float | None) -> float:
