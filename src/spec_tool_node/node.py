@@ -50,10 +50,12 @@ class SpecAgentState(MessagesState):
 
 
 def model_name(model: Any) -> str:
-    """A readable name for a chat model (HFChatModel.model, ChatOpenAI.model_name, ...)."""
-    for attr in ("model", "model_name", "model_id"):
+    """A readable name for a chat model or verifier (``HFChatModel.model``,
+    ``ChatOpenAI.model_name``, ..., else its class name): the ledger's model names and the
+    evaluation cache's keys both come from it."""
+    for attr in ("model", "model_name", "model_id", "name"):
         value = getattr(model, attr, None)
-        if isinstance(value, str):
+        if isinstance(value, str) and value:
             return value
     return type(model).__name__
 

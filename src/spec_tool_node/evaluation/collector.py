@@ -51,6 +51,7 @@ from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.example_files import Example
 from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.modes import MODES, mode_letter
+from spec_tool_node.node import model_name
 from spec_tool_node.verifiers.base import Verifier
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
@@ -82,23 +83,11 @@ def key_of(model: Any) -> str:
     """The key of a chat model or verifier: its name and, where it has one, its adapter."""
     if isinstance(model, ChatModelVerifier):
         return key_of(model.model)
-    name = None
-    for attr in ("model", "model_name", "model_id", "name"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str) and value:
-            name = value
-            break
-    name = name or type(model).__name__
+    name = model_name(model)
     if getattr(model, "float32_logits", False) is True:  # breaks bf16 near-ties differently
         name += "-fp32logits"
     adapter = getattr(model, "adapter", None)
     return model_key(name, adapter if isinstance(adapter, str) else None)
-
-
-def _display_name(model: Any) -> str:
-    from spec_tool_node.node import model_name
-
-    return model_name(model)
 
 
 @dataclass(frozen=True)
@@ -518,8 +507,8 @@ class _Runner:
         self.signals = (
             {"return_logprobs": True, "return_hidden_state": hidden_state} if self.local else {}
         )
-        self.proposer_name = _display_name(proposer) if proposer is not None else None
-        self.strong_name = _display_name(strong) if strong is not None else None
+        self.proposer_name = model_name(proposer) if proposer is not None else None
+        self.strong_name = model_name(strong) if strong is not None else None
         self.ready: dict[tuple[str, str], dict[str, Any]] = {}
         """Records a batch computed ahead, by (task, example id)."""
 
