@@ -315,8 +315,8 @@ def test_apply_passes_escalate_and_allow_through() -> None:
         assert decision.effect == effect
 
 
-def test_allow_all() -> None:
-    policy = SafetyPolicy.allow_all()
+def test_a_policy_without_rules_allows_every_call() -> None:
+    policy = SafetyPolicy()
     assert policy.rules == []
     assert policy.check(calls(("delete_everything", {}))).effect == "allow"
 

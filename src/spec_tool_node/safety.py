@@ -519,11 +519,6 @@ class SafetyPolicy(BaseModel):
             first[rule.id] = i
         return self
 
-    @classmethod
-    def allow_all(cls) -> SafetyPolicy:
-        """A policy with no rules: every action is allowed."""
-        return cls()
-
     @property
     def asks_humans(self) -> bool:
         """Whether some rule escalates to a person (the node then needs a checkpointer)."""

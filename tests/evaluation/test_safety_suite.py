@@ -205,7 +205,7 @@ def run(cache: Path, policy: SafetyPolicy) -> dict:
     collection = load_collection(cache, KEYS)
     gated = simulate(SUITE, collection, CONFIG, modes=MODES, policy=policy, thresholds=None,
                      sweep_modes=())  # fmt: skip
-    ungated = simulate(SUITE, collection, CONFIG, modes=MODES, policy=SafetyPolicy.allow_all(),
+    ungated = simulate(SUITE, collection, CONFIG, modes=MODES, policy=SafetyPolicy(),
                        thresholds=None, sweep_modes=())  # fmt: skip
     return compute_metrics(gated, collection, ungated=ungated)
 

@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
             collection,
             config,
             modes=modes,
-            policy=SafetyPolicy.allow_all(),
+            policy=SafetyPolicy(),
             thresholds=None,
             sweep_modes=(),
         )
