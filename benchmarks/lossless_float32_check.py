@@ -5,11 +5,14 @@ float32 logits. Where F's output differed from A's, this runs the strong model e
 float32, mode A and mode F on the same draft text (the proposer's, from the run's row), and says
 whether they now agree.
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/lossless_float32_check.py
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/lossless_float32_check.py \
+        --rows benchmarks/results/lossless/forms/side_by_side.jsonl --only parallel_43 \
+        >> benchmarks/results/lossless/forms/float32_check.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -22,8 +25,14 @@ ROWS = Path("benchmarks/results/lossless/side_by_side.jsonl")
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=Path, default=ROWS, help="side-by-side rows (JSONL)")
+    parser.add_argument("--only", help="comma-separated example ids (default: every differing row)")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
     differing = [r for r in rows if r["F"]["raw_text"] != r["A"]["raw_text"]]
+    if args.only:
+        differing = [r for r in differing if r["id"] in args.only.split(",")]
     examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
     strong = HFChatModel(
         model="qwen2.5-coder-1.5b-instruct", dtype="float32", max_new_tokens=128, prefix_cache=0
