@@ -401,13 +401,13 @@ def mine_drafts(
                 progress=progress,
             )
             for ex in part:
-                record = _draft_line(ex, collection[ex.id].draft or {}, signals)
+                record = labelled_draft(ex, collection[ex.id].draft or {}, signals)
                 write_record(f, record)
                 done[ex.id] = record
     return {i: [r["draft"]] for i, r in done.items() if r.get("valid")}
 
 
-def _draft_line(example: Example, draft: dict[str, Any], signals: bool) -> dict[str, Any]:
+def labelled_draft(example: Example, draft: dict[str, Any], signals: bool) -> dict[str, Any]:
     """One labelled line of a draft file from the collector's record of the draft."""
     record: dict[str, Any] = {
         "id": example.id,
