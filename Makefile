@@ -27,11 +27,12 @@ models: install
 demo: models
 	$(PY) examples/demo.py
 
-# Fast suite plus one real packaged-model smoke test (smollm2-135m-instruct, ~100 MB).
+# Fast suite plus one real packaged-model smoke test (smollm2-135m-instruct, ~100 MB), on every
+# core (pytest-xdist), one torch thread per worker so the workers do not oversubscribe the CPU.
 test: install
 	$(PY) -m spec_tool_node.cli models install smollm2-135m-instruct
 	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
 # Real-model checks that take minutes on a 2-core CPU.
 slow: models

@@ -20,7 +20,15 @@ from spec_tool_node.node import SpeculativeActionNode
 from tests.reliability.common import LIMIT, RAN, TOOLS, invoke, react_graph
 from tests.scripted import ScriptedChatModel, ScriptedVerifier, call, say
 
-MISSING = object()
+
+class _Missing:
+    """The argument left out (a stable repr, so test ids agree across pytest-xdist workers)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
 
 # Every amount the issue saw run (or pass the policy) although the limit is 1000, and the ones
 # that were already refused: all must be refused now.
