@@ -11,11 +11,11 @@ the wrong drafts first.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from spec_tool_node import bfcl
 from spec_tool_node.evaluation.collector import ModelKeys, load_collection, model_key
+from spec_tool_node.jsonl import write_records
 from spec_tool_node.training.data import labelled_draft
 
 PROPOSER = "qwen2.5-coder-0.5b-instruct"
@@ -34,9 +34,7 @@ def main() -> None:
         for i, c in collection.records.items()
         if c.draft is not None
     ]
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    tmp.replace(args.out)
+    write_records(args.out, lines)
     print(
         f"{len(lines)} drafts: {sum(x['valid'] for x in lines)} valid, "
         f"{sum(x['right'] for x in lines)} right -> {args.out}"

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spec_tool_node.errors import SpecToolNodeError
+from spec_tool_node.jsonl import write_records
 
 GoldCall = dict[str, dict[str, list[Any]]]
 """One expected call: ``{tool_name: {arg: [acceptable values]}}``; ``""`` among the values means
@@ -134,15 +135,4 @@ def _id_of(line: str) -> str:
 
 def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
     """Write examples as JSONL atomically (temp file, then rename); returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for example in examples:
-            f.write(
-                json.dumps(example.model_dump(exclude_defaults=True), ensure_ascii=False) + "\n"
-            )
-            count += 1
-    tmp.replace(path)
-    return count
+    return write_records(path, (e.model_dump(exclude_defaults=True) for e in examples))

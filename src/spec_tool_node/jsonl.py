@@ -65,3 +65,18 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     with open_for_append(path) as f:
         for record in records:
             write_record(f, record)
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write a whole JSONL file atomically (a temp file, then a rename), so a reader never sees
+    it half-written; returns how many records were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
