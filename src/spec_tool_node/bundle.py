@@ -3,8 +3,8 @@
     bundle/
       cascade.json          CascadeConfig; adapter paths relative to the folder
       adapters/proposer/    peft adapters (any of proposer, strong, verifier)
-      adapters/verifier/    (or a probe: probe.json + head.safetensors, read by ProbeVerifier)
-      probe.pt              optional hidden-state probe (mode G)
+      adapters/verifier/    (or a probe: probe.json + head.safetensors, read by ProbeVerifier;
+                            one on the proposer's ``drafting`` pooling is also mode G's gate)
       card.json, README.md  base models, data, split, steps and measured metrics
 
 ``Bundle.from_pretrained(dir)`` resolves the adapter paths, so ``SpeculativeActionNode
@@ -31,7 +31,6 @@ class Bundle:
 
     config: CascadeConfig
     card: dict[str, Any] = field(default_factory=dict)
-    probe: Path | None = None
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the bundle (copying adapters in); the folder appears complete or not at all."""
@@ -49,8 +48,6 @@ class Bundle:
                         ignore=shutil.ignore_patterns("checkpoint-*"),
                     )
                     spec.adapter = f"adapters/{role}"
-            if self.probe is not None:
-                shutil.copy(self.probe, work / "probe.pt")
             config.save(work / "cascade.json")
             (work / "card.json").write_text(json.dumps(self.card, indent=2, default=str) + "\n")
             (work / "README.md").write_text(render_card(config, self.card))
@@ -79,8 +76,7 @@ class Bundle:
                 spec.adapter = str(path)
         card_path = directory / "card.json"
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        probe = directory / "probe.pt"
-        return cls(config=config, card=card, probe=probe if probe.is_file() else None)
+        return cls(config=config, card=card)
 
 
 def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:

@@ -146,6 +146,7 @@ def decide(
     can_continue: bool = False,
     answered: frozenset[str] = frozenset(),
     multi_turn: bool = False,
+    gate: Callable[[AIMessage], float | None] = gate_signal,
 ) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
     """The whole decision, for every mode.
 
@@ -157,6 +158,8 @@ def decide(
     plain answer, so an agent neither loops nor ends on an empty reply.
     ``multi_turn``: the decision comes after earlier agent turns (:func:`is_multi_turn`), so the
     verifier's score is compared with ``config.multi_turn_threshold`` when one is set.
+    ``gate``: mode G's signal, read from a draft's own message (default: the log-probs of its
+    argument values; a probe verifier's :meth:`~Verifier.score_drafted` reads hidden states).
     """
     lossless = spec.scorer == "lossless"
     if lossless and not can_continue:
@@ -171,11 +174,11 @@ def decide(
         scored: Scored = yield Score([d.action for d in valid])
         for d, p in zip(valid, scored.p_accept, strict=True):
             d.p_accept, d.error = p, scored.error
-    elif spec.scorer == "gate":  # the drafting pass's own log-probs: no model call
+    elif spec.scorer == "gate":  # the drafting pass's own signals: no model call
         for d in valid:
-            signal = gate_signal(d.message) if d.message is not None else None
+            signal = gate(d.message) if d.message is not None else None
             d.p_accept = 0.0 if signal is None else signal
-            d.error = "gate: the draft has no token log-probs" if signal is None else None
+            d.error = "gate: the draft carries no drafting-pass signal" if signal is None else None
     elif not lossless:
         for d in valid:
             d.p_accept = 1.0  # mode B trusts its draft
@@ -236,6 +239,13 @@ _NO_CONTINUATION = (
     'instead (the proposer as draft model: --speculative-config \'{"model": ..., '
     '"num_speculative_tokens": 5}\'), which is lossless at the token level, and use mode A'
 )
+
+
+def drafting_gate(verifier: Verifier | None) -> Callable[[AIMessage], float | None]:
+    """Mode G's signal: the verifier's reading of the drafting pass when one is given (its
+    proposer must be bound with the verifier's ``drafting_options``), else the log-probs of the
+    draft's argument values."""
+    return verifier.score_drafted if verifier is not None else gate_signal
 
 
 def can_continue(model: Any) -> bool:
@@ -602,7 +612,9 @@ class Cascade:
     Args:
         config: the cascade configuration.
         verifier: scores drafts in modes D and E (required there); mode C's judge is the
-            strong model prompted as a judge, which the model calls provide.
+            strong model prompted as a judge, which the model calls provide. In mode G, a
+            verifier that reads the proposer's drafting pass (:meth:`Verifier.score_drafted`,
+            a probe on the ``drafting`` pooling) replaces the log-prob signal.
         policy: the safety gate; ``None`` allows everything.
         has_strong, has_proposer: whether the model calls can reach those models.
         can_continue: whether the strong model can continue a draft (see
@@ -637,6 +649,7 @@ class Cascade:
             raise ConfigError(_NO_CONTINUATION)
         self.can_continue = can_continue
         self.verifier = verifier
+        self.gate = drafting_gate(verifier) if self.spec.scorer == "gate" else gate_signal
         self.policy = policy or SafetyPolicy()
         self.has_strong = has_strong
 
@@ -708,6 +721,7 @@ class Cascade:
             self.can_continue,
             answered_calls(context),
             is_multi_turn(context),
+            self.gate,
         )
 
     async def arun(

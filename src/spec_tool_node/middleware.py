@@ -37,7 +37,7 @@ from spec_tool_node.costs import TurnRecord
 from spec_tool_node.node import STREAM_KEY, load_policy, model_name
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
-from spec_tool_node.verifiers.gate import logprob_options
+from spec_tool_node.verifiers.gate import gate_options
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
 
@@ -65,8 +65,7 @@ class _HandlerModels:
         self.request, self.handler = request, handler
         self.proposer, self.strong = mw.proposer, mw.strong or request.model
         self.sample_kwargs = mw.config.sample_kwargs
-        gate = mw.cascade.spec.scorer == "gate"  # the gate reads the drafting pass's log-probs
-        self.draft_kwargs = logprob_options(self.proposer) if gate else {}
+        self.draft_kwargs = mw.draft_kwargs
         self.proposer_name, self.strong_name = model_name(self.proposer), model_name(self.strong)
         self.judge = mw.judge or ChatModelVerifier(self.strong)
 
@@ -109,7 +108,8 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
 
     Args:
         proposer: the cheap chat model that drafts actions.
-        verifier: scores drafts in modes D and E.
+        verifier: scores drafts in modes D and E; in mode G, optionally a probe on the
+            proposer's drafting pass (see ``SpeculativeActionNode``).
         strong: the strong model; defaults to the agent's own model.
         config: the :class:`CascadeConfig`.
         safety: a :class:`SafetyPolicy` or policy file checked on the chosen action. A rule
@@ -139,6 +139,8 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
             has_proposer=proposer is not None,
             can_continue=strong is not None and can_continue(strong),
         )
+        gate = self.cascade.spec.scorer == "gate"  # the gate reads the drafting pass
+        self.draft_kwargs = gate_options(proposer, verifier) if gate else {}
 
     @staticmethod
     def _context(request: ModelRequest) -> tuple[list[BaseMessage], dict[str, dict[str, Any]]]:

@@ -40,6 +40,8 @@ class ModeSpec:
             is accepted as it is, the strong model continues it; ``"gate"``: the proposer's own
             log-probs over its argument values, no model call).
         requires: the roles the mode cannot run without (keys of :data:`PLAYED_BY`).
+        optional: roles the mode uses when they are given (mode G's verifier: a probe that
+            scores drafts from the proposer's own drafting pass).
     """
 
     letter: str
@@ -47,6 +49,7 @@ class ModeSpec:
     drafts: int | Literal["n"]
     scorer: Literal["none", "verifier", "judge", "lossless", "gate"]
     requires: frozenset[str]
+    optional: frozenset[str] = frozenset()
 
     def draft_count(self, n_drafts: int) -> int:
         """Drafts per decision under a config whose ``n_drafts`` is given."""
@@ -72,7 +75,9 @@ MODES: dict[str, ModeSpec] = {
         ModeSpec("D", "verifier", 1, "verifier", frozenset({"proposer", "verifier", "strong"})),
         ModeSpec("E", "rerank", "n", "verifier", frozenset({"proposer", "verifier", "strong"})),
         ModeSpec("F", "lossless", 1, "lossless", frozenset({"proposer", "continuer", "strong"})),
-        ModeSpec("G", "gate", 1, "gate", frozenset({"proposer", "strong"})),
+        ModeSpec(
+            "G", "gate", 1, "gate", frozenset({"proposer", "strong"}), frozenset({"verifier"})
+        ),
     )
 }
 """Every mode by its letter."""

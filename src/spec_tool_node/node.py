@@ -36,7 +36,7 @@ from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
-from spec_tool_node.verifiers.gate import logprob_options
+from spec_tool_node.verifiers.gate import gate_options
 from spec_tool_node.verifiers.judge import ChatModelVerifier
 
 STREAM_KEY = "spec_tool_node"
@@ -136,7 +136,10 @@ class SpeculativeActionNode(Runnable[dict[str, Any] | list[AnyMessage], dict[str
         strong: the strong chat model, called only when a draft is rejected (not needed in B).
         tools: the tools the agent may call (as given to ``ToolNode``): drafts are validated
             against their schemas and they are bound to both models.
-        verifier: scores drafts in modes D and E (e.g. ``TrainedVerifier``).
+        verifier: scores drafts in modes D and E (e.g. ``ProbeVerifier``). In mode G it is
+            optional: a probe trained on the proposer's ``drafting`` pooling scores each draft
+            from the proposer's own drafting pass (no model call); without one, G reads the
+            log-probs of the draft's argument values.
         config: the :class:`CascadeConfig` (mode, threshold, drafts, cost model, policy file).
         safety: a :class:`SafetyPolicy` or the path of a policy file; defaults to the config's.
             When a rule escalates to a person (``escalate_to: human``), the node pauses the
@@ -148,7 +151,8 @@ class SpeculativeActionNode(Runnable[dict[str, Any] | list[AnyMessage], dict[str
         messages_key: the state key holding the conversation.
 
     Raises:
-        ConfigError: the mode needs a model or verifier that was not given.
+        ConfigError: the mode needs a model or verifier that was not given; in mode G, the
+            verifier cannot read this proposer's drafting pass.
     """
 
     def __init__(
@@ -184,8 +188,10 @@ class SpeculativeActionNode(Runnable[dict[str, Any] | list[AnyMessage], dict[str
         self._bound: dict[str, Runnable] = {}
         if proposer is not None:
             self._bound["proposer"] = proposer.bind_tools(tool_list) if tool_list else proposer
-            if self.cascade.spec.scorer == "gate":  # the gate reads the drafting pass's log-probs
-                self._bound["proposer"] = self._bound["proposer"].bind(**logprob_options(proposer))
+            if self.cascade.spec.scorer == "gate":  # the gate reads the drafting pass
+                self._bound["proposer"] = self._bound["proposer"].bind(
+                    **gate_options(proposer, verifier)
+                )
             self._bound["proposer_sampled"] = self._bound["proposer"].bind(
                 **self.config.sample_kwargs
             )

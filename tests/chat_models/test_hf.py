@@ -210,13 +210,15 @@ def test_length_finish_reason_when_budget_runs_out(taught):
 
 def test_logprobs_and_hidden_state_shapes(taught):
     reply = taught.bind_tools([get_weather, get_time]).invoke(
-        [HumanMessage(QUESTION)], return_logprobs=True, return_hidden_state=True
+        [HumanMessage(QUESTION)], return_logprobs=True, hidden_layers=(0, 2)
     )
     logprobs = reply.response_metadata["logprobs"]
     assert len(logprobs["content"]) == reply.usage_metadata["output_tokens"]
     assert all(t["logprob"] <= 0 for t in logprobs["content"])
     assert logprobs["mean"] > -0.5  # the taught reply is confident
-    assert len(reply.response_metadata["hidden_state"]) == taught.hf_model.config.hidden_size
+    states = reply.response_metadata["hidden_states"]
+    assert sorted(states) == ["0", "2"]
+    assert all(len(v) == taught.hf_model.config.hidden_size for v in states.values())
 
 
 def test_n_sampled_replies(taught):

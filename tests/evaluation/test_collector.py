@@ -17,6 +17,7 @@ from spec_tool_node.evaluation import (
     model_key,
     simulate,
 )
+from spec_tool_node.evaluation.collector import rebuild_message
 from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers import TrainedVerifier
 from tests.conftest import make_model, make_tokenizer
@@ -148,11 +149,13 @@ def test_real_hf_models_and_trained_verifier_end_to_end(tmp_path):
     examples = data()[:2]
     collection = collect(
         examples, tmp_path, proposer=proposer, strong=strong, verifier=verifier,
-        config=CONFIG, hidden_state=True, progress=False,
+        config=CONFIG, hidden_layers=(1,), progress=False,
     )  # fmt: skip
     for ex in examples:
         c = collection[ex.id]
-        assert c.draft["mean_logprob"] < 0 and len(c.draft["hidden_state"]) == 64
+        assert c.draft["mean_logprob"] < 0 and len(c.draft["hidden_states"]["1"]) == 64
+        rebuilt = rebuild_message(c.draft).response_metadata["hidden_states"]
+        assert rebuilt == c.draft["hidden_states"]  # replay reads what the live gate reads
         assert 0 < c.draft["output_tokens"] <= 6 and c.draft["wall_s"] > 0
         assert len(c.samples) == 2 and all(s["output_tokens"] <= 6 for s in c.samples)
         assert c.strong["model_name"] == "tiny-strong"

@@ -15,7 +15,6 @@ from spec_tool_node.cli import build_parser, main
         ["train", "sft"],
         ["train", "verifier"],
         ["train", "mine"],
-        ["train", "probe"],
         ["train", "calibrate"],
         ["data", "bfcl"],
         ["data", "chat-logs"],

@@ -224,8 +224,7 @@ def test_mining_batches_through_the_collector_and_resumes(tmp_path, tiny_tokeniz
     assert [{k: r.get(k) for k in keep} for r in lines[0]] == [
         {k: r.get(k) for k in keep} for r in lines[1]
     ]
-    hidden = proposer.hf_model.config.hidden_size
-    assert all(len(r["hidden_state"]) == hidden and r["mean_logprob"] < 0 for r in lines[0])
+    assert all(r["mean_logprob"] < 0 for r in lines[0])
     assert (tmp_path / "batched.records").is_dir()
     # an older draft file: its ids are kept as they are, only the new example is mined
     older = tmp_path / "older.jsonl"

@@ -20,7 +20,7 @@ from spec_tool_node.training.probe import (
     select_probe,
     strong_correct,
 )
-from spec_tool_node.verifiers.probe import ProbeHead
+from spec_tool_node.verifiers.probe import POOLINGS, ProbeHead
 
 TOOLS = [
     {
@@ -71,7 +71,7 @@ def test_feature_cache_resumes_and_a_complete_one_needs_no_model(
     first = extract_features(
         items[:4], tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), chunk=3
     )
-    assert first.features.shape == (4, 3, 3, tiny_model.config.hidden_size)
+    assert first.features.shape == (4, len(POOLINGS), 3, tiny_model.config.hidden_size)
     assert len(list(tmp_path.glob("part-*.npz"))) == 2
     both = extract_features(
         items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), chunk=3
@@ -121,7 +121,7 @@ def test_selection_finds_the_informative_configuration(tiny_model, tiny_tokenize
     )
     selection = select_probe(features, labels, folds=4)
     assert {(tuple(r["layers"]), r["pooling"]) for r in selection.rows} == {
-        ((layer,), p) for layer in (1, 2) for p in ("mean", "last", "values")
+        ((layer,), p) for layer in (1, 2) for p in POOLINGS
     }
     assert selection.best["cv_auroc"] == 1.0 and len(selection.oof) == 16
     with pytest.raises(ValueError, match="both right and wrong"):

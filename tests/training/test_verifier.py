@@ -16,11 +16,9 @@ from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.training.sft import lora_config, training_arguments
 from spec_tool_node.training.verifier import (
     LabelPairLoss,
-    Probe,
     auroc,
     calibrate,
     precision_recall,
-    train_probe,
     train_verifier,
 )
 from spec_tool_node.verifiers import TrainedVerifier
@@ -46,17 +44,6 @@ def test_auroc_and_precision_recall():
     assert auroc([0.1, 0.9], [True, False]) == 0.0
     assert auroc([0.5, 0.5], [True, False]) == 0.5
     assert precision_recall([0.9, 0.6, 0.4], [True, False, True], 0.5) == (0.5, 0.5)
-
-
-def test_probe_learns_a_separable_signal_and_round_trips(tmp_path):
-    torch.manual_seed(0)
-    labels = torch.rand(200) > 0.5
-    hidden = torch.randn(200, 16) + labels[:, None].float() * torch.linspace(0, 2, 16)
-    probe = train_probe(hidden, labels)
-    accuracy = ((probe.predict(hidden) > 0.5) == labels).float().mean()
-    assert accuracy > 0.95
-    probe.save(tmp_path / "probe.pt")
-    assert torch.equal(Probe.load(tmp_path / "probe.pt").predict(hidden), probe.predict(hidden))
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 
 from spec_tool_node.actions import RespondAction, ToolCall, ToolCallsAction
+from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.chat_models.templates import render_reply
 from spec_tool_node.verifiers.probe import (
+    POOLINGS,
     ProbeHead,
     ProbeVerifier,
+    RenderedDraft,
     is_probe,
     pooled_hidden_states,
     render_draft,
@@ -87,7 +90,7 @@ def test_batched_features_equal_one_at_a_time(tiny_model, tiny_tokenizer):
     )
     both = pooled_hidden_states(tiny_model, tiny_tokenizer, [short, long], [0, 1, 2], batch_size=2)
     alone = pooled_hidden_states(tiny_model, tiny_tokenizer, [short], [0, 1, 2], batch_size=1)
-    assert both.shape == (2, 3, 3, tiny_model.config.hidden_size)
+    assert both.shape == (2, len(POOLINGS), 3, tiny_model.config.hidden_size)
     np.testing.assert_allclose(both[0], alone[0], atol=1e-4)
     assert not np.allclose(both[0], both[1])
 
@@ -153,23 +156,106 @@ def test_verifier_scores_and_round_trips_to_identical_scores(
     assert verifier.score(CONTEXT, [TOOL], WRONG).p_accept == pytest.approx(verdicts[1].p_accept)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "last", "values"])
-def test_predict_hidden_scores_a_drafting_pass_like_the_verifier(
-    tiny_model, tiny_tokenizer, pooling
+def _drafting_features(model, tokenizer, prompt_ids, reply_ids, layers):
+    """The ``drafting`` pooling of one forward pass over the prompt and the reply's tokens."""
+    rendered = RenderedDraft(prompt_ids + reply_ids, len(prompt_ids))
+    pooled = pooled_hidden_states(model, tokenizer, [rendered], layers, ["drafting"])
+    return pooled[0, 0]
+
+
+def test_the_drafting_pass_returns_the_drafting_pooling_of_its_own_tokens(
+    tiny_model, tiny_tokenizer
 ):
-    """Mode G: the head applied to hidden states the caller already has gives the same p."""
-    head = _head(tiny_model.config.hidden_size, [2], pooling)
-    verifier = ProbeVerifier(head, loaded=(tiny_model, tiny_tokenizer))
-    rendered = render_draft(tiny_tokenizer, CONTEXT, [TOOL], RIGHT)
-    ids = torch.tensor([rendered.input_ids])
-    with torch.inference_mode():
-        hidden = tiny_model(input_ids=ids, output_hidden_states=True).hidden_states
-    reply = torch.zeros_like(ids)
-    reply[0, rendered.reply_start :] = 1
-    values = torch.zeros_like(ids)
-    values[0, rendered.values] = 1
-    p = head.predict_hidden(hidden, reply, values)
-    assert p[0] == pytest.approx(verifier.score(CONTEXT, [TOOL], RIGHT).p_accept, abs=1e-5)
+    """Mode G's features: what generation computed equals one teacher-forced pass over the same
+    tokens, pooled over the positions that wrote the reply; batched rows too."""
+    chat = HFChatModel(
+        model="tiny", loaded=(tiny_model, tiny_tokenizer), max_new_tokens=10, prefix_cache=0
+    )
+    other = [HumanMessage("And in Oslo, please, tomorrow morning?")]
+    single = [chat.invoke(c, hidden_layers=(1, 2)) for c in (CONTEXT, other)]
+    batched = chat.invoke_many([CONTEXT, other], hidden_layers=(1, 2))
+    for context, reply, row in zip((CONTEXT, other), single, batched, strict=True):
+        prompt_ids = tiny_tokenizer(chat._prompt(context, None, None), add_special_tokens=False)
+        prompt_ids = prompt_ids.input_ids
+        length = reply.usage_metadata["output_tokens"]
+        with torch.inference_mode():
+            ids = tiny_model.generate(
+                torch.tensor([prompt_ids]), max_new_tokens=length, do_sample=False
+            )[0, len(prompt_ids) :].tolist()
+        expected = _drafting_features(tiny_model, tiny_tokenizer, prompt_ids, ids, [1, 2])
+        for got in (reply, row):
+            states = got.response_metadata["hidden_states"]
+            assert got.usage_metadata["output_tokens"] == length
+            for j, layer in enumerate((1, 2)):
+                np.testing.assert_allclose(states[str(layer)], expected[j], atol=1e-4)
+
+
+def test_a_drafting_probe_scores_the_drafting_pass_without_loading_a_model(
+    tiny_model, tiny_tokenizer
+):
+    head = _head(tiny_model.config.hidden_size, [1, 2], "drafting")
+    verifier = ProbeVerifier(head, model="tiny")  # "tiny" is no model: loading it would fail
+    chat = HFChatModel(model="tiny", loaded=(tiny_model, tiny_tokenizer), max_new_tokens=6)
+    assert verifier.reads_drafting_pass
+    options = verifier.drafting_options(chat)
+    assert options == {"hidden_layers": (1, 2)}
+    reply = chat.invoke(CONTEXT, **options)
+    states = reply.response_metadata["hidden_states"]
+    features = np.concatenate([states["1"], states["2"]])[None, :]
+    assert verifier.score_drafted(reply) == pytest.approx(head.predict(features)[0])
+    assert verifier.score_drafted(AIMessage("no states")) is None
+    assert head.predict_drafted({"1": states["1"]}) is None  # a layer missing
+    assert verifier._loaded is None
+
+
+def test_mode_g_refuses_a_probe_that_cannot_read_this_proposer(tiny_model, tiny_tokenizer):
+    from spec_tool_node.errors import ConfigError
+
+    chat = HFChatModel(model="tiny", loaded=(tiny_model, tiny_tokenizer), max_new_tokens=6)
+    mean = ProbeVerifier(_head(tiny_model.config.hidden_size, [1], "mean"), model="tiny")
+    assert not mean.reads_drafting_pass
+    with pytest.raises(ConfigError, match="drafting"):
+        mean.drafting_options(chat)
+    drafting = ProbeVerifier(_head(tiny_model.config.hidden_size, [1], "drafting"), model="x")
+    with pytest.raises(ConfigError, match="hidden states of 'x'"):
+        drafting.drafting_options(chat)
+    with pytest.raises(ConfigError, match="local proposer"):
+        drafting.drafting_options(object())
+
+
+def test_mode_g_with_a_drafting_probe_gates_on_its_score(tiny_model, tiny_tokenizer):
+    """The node binds the probe's options to the proposer and accepts exactly when the probe's
+    p(ACCEPT) of the drafting pass reaches the gate threshold; a head that needs a pass of its
+    own is refused at construction."""
+    from spec_tool_node.config import CascadeConfig
+    from spec_tool_node.errors import ConfigError
+    from spec_tool_node.node import SpeculativeActionNode
+
+    def chat(name: str) -> HFChatModel:
+        return HFChatModel(model=name, loaded=(tiny_model, tiny_tokenizer), max_new_tokens=6)
+
+    head = _head(tiny_model.config.hidden_size, [2], "drafting")
+    head.weights = [w * 0.01 for w in head.weights]  # a p away from 0 and 1
+    verifier = ProbeVerifier(head, model="tiny")
+    proposer = chat("tiny")
+    p = verifier.score_drafted(proposer.invoke(CONTEXT, hidden_layers=(2,)))
+    assert 0.01 < p < 0.99
+    for threshold, path in ((p - 1e-6, "accepted"), (min(p + 1e-3, 1.0), "fallback")):
+        node = SpeculativeActionNode(
+            proposer=proposer,
+            strong=chat("tiny-strong"),
+            verifier=verifier,
+            config=CascadeConfig(mode="gate", gate_threshold=threshold),
+        )
+        (turn,) = node.invoke({"messages": CONTEXT})["spec_ledger"]
+        assert turn.p_accept == pytest.approx(p) and turn.path == path, turn
+    with pytest.raises(ConfigError, match="drafting"):
+        SpeculativeActionNode(
+            proposer=proposer,
+            strong=chat("tiny-strong"),
+            verifier=ProbeVerifier(_head(tiny_model.config.hidden_size, [2], "mean"), model="tiny"),
+            config=CascadeConfig(mode="G"),
+        )
 
 
 def test_empty_batch_and_bad_max_length(tiny_model, tiny_tokenizer):

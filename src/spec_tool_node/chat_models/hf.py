@@ -90,8 +90,21 @@ _GEN_OPTIONS = (
     "top_p",
     "n",
     "return_logprobs",
-    "return_hidden_state",
+    "hidden_layers",
 )
+
+
+def drafting_states(
+    steps: Sequence[Sequence[Any]], row: int, length: int, opts: dict[str, Any]
+) -> dict[str, list[float]]:
+    """Per layer of ``opts["hidden_layers"]``, the mean hidden state over the positions that
+    wrote row ``row``'s ``length`` reply tokens: step 0's last position (the prompt's last token),
+    then the one new position of each later step (``generate``'s ``hidden_states`` layout)."""
+    out: dict[str, list[float]] = {}
+    for layer in opts["hidden_layers"]:
+        states = torch.stack([steps[s][layer][row, -1].float() for s in range(length)])
+        out[str(layer)] = states.mean(0).tolist()
+    return out
 
 
 def _key(opts: dict[str, Any], stop: list[str] | None) -> str:
@@ -140,8 +153,13 @@ class HFChatModel(BaseChatModel):
         n: number of replies per call (needs ``do_sample``); ``generate`` returns all of them.
         return_logprobs: put per-token log-probs in ``response_metadata["logprobs"]`` in OpenAI's
             shape (``{"content": [{"token", "logprob"}]}``) plus their mean.
-        return_hidden_state: put the last layer's hidden state at the final generated position in
-            ``response_metadata["hidden_state"]`` (a list of floats), for probes.
+        hidden_layers: for each of these layers (``output_hidden_states`` order: 0 is the
+            embeddings), the mean of the hidden states that wrote the reply (the prompt's last
+            position and every reply token but the last, each of which predicted the next reply
+            token) in ``response_metadata["hidden_states"]`` as ``{layer: [floats]}``. A probe
+            head trained on the same pooling (``drafting``) scores the draft from it with no
+            forward pass of its own: mode G. Not with ``assistant`` (assisted decoding is
+            skipped when it is asked).
         dtype: torch dtype name used to load the weights.
         device: torch device; defaults to CUDA when available, else CPU.
         prefix_cache: how many recent conversations' key/value caches to keep. An agent's next
@@ -174,7 +192,7 @@ class HFChatModel(BaseChatModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
     n: int = Field(default=1, ge=1)
     return_logprobs: bool = False
-    return_hidden_state: bool = False
+    hidden_layers: tuple[int, ...] = ()
     dtype: str = "bfloat16"
     device: str | None = None
     prefix_cache: int = Field(default=4, ge=0)
@@ -295,7 +313,12 @@ class HFChatModel(BaseChatModel):
         enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         end_ids = self._end_token_ids
         gen_kwargs = self._gen_kwargs(opts, stop)
-        assisted = self.assistant is not None and opts["n"] == 1 and not opts["do_sample"]
+        assisted = (
+            self.assistant is not None
+            and opts["n"] == 1
+            and not opts["do_sample"]
+            and not opts["hidden_layers"]  # assisted steps write several tokens per step
+        )
         if assisted:
             gen_kwargs["assistant_model"] = self.assistant.hf_model
             if self.assistant.tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -330,7 +353,7 @@ class HFChatModel(BaseChatModel):
             "pad_token_id": self._tokenizer.pad_token_id,
             "return_dict_in_generate": True,
             "output_logits": opts["return_logprobs"],
-            "output_hidden_states": opts["return_hidden_state"],
+            "output_hidden_states": bool(opts["hidden_layers"]),
         }
         if opts["do_sample"]:
             gen_kwargs.update(temperature=opts["temperature"], top_p=opts["top_p"], top_k=0)
@@ -580,8 +603,8 @@ class HFChatModel(BaseChatModel):
                 ],
                 "mean": sum(values) / len(values) if values else 0.0,
             }
-        if opts["return_hidden_state"] and length:
-            metadata["hidden_state"] = out.hidden_states[length - 1][-1][row, -1].float().tolist()
+        if opts["hidden_layers"] and length:
+            metadata["hidden_states"] = drafting_states(out.hidden_states, row, length, opts)
         message = AIMessage(
             content=parsed.content,
             tool_calls=parsed.tool_calls,

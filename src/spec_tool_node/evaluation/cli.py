@@ -68,12 +68,34 @@ def _command(args: argparse.Namespace) -> str:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
     if args.system_prompt:
         parts += ["--system-prompt", args.system_prompt]
-    for flag in ("hidden_state", "float32_logits"):
+    for flag in ("float32_logits",):
         if getattr(args, flag, False):
             parts.append(f"--{flag.replace('_', '-')}")
     if args.max_new_tokens != 128:
         parts += ["--max-new-tokens", str(args.max_new_tokens)]
     return shlex.join(parts)
+
+
+def _check_drafting_states(examples: list[Example], collection: Any, probe: Any) -> None:
+    """Mode G's probe reads states that only a draft collected for it carries.
+
+    Raises:
+        CacheMissingError: a valid cached draft lacks them.
+    """
+    from spec_tool_node.evaluation.collector import CacheMissingError, rebuild_message
+
+    lacking = [
+        ex.id
+        for ex in examples
+        if (draft := collection[ex.id].draft)
+        and draft.get("valid")
+        and probe.score_drafted(rebuild_message(draft)) is None
+    ]
+    if lacking:
+        raise CacheMissingError(
+            f"mode G's probe reads the proposer's hidden states, and {len(lacking)} cached "
+            f"draft(s) lack them (first: {lacking[0]}): collect into a fresh --cache"
+        )
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
@@ -92,6 +114,7 @@ def eval_cmd(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from spec_tool_node.cascade import drafting_gate
     from spec_tool_node.evaluation.collector import (
         TASK_MODEL,
         ModelKeys,
@@ -139,6 +162,12 @@ def _run(args: argparse.Namespace) -> int:
         role: models.get(role) if any(owner[t] == role for t in tasks) else None
         for role in ("proposer", "verifier", "strong")
     }
+    # mode G with a probe on the proposer's drafting pass: the drafts must carry its states
+    probe = models.get("verifier") if "G" in modes and config.verifier else None
+    probe = probe if probe is not None and probe.reads_drafting_pass else None
+    hidden: dict[str, Any] = {}
+    if probe is not None and given["proposer"] is not None:
+        hidden = probe.drafting_options(given["proposer"])
     print(
         f"{len(examples)} examples; cache {cache}"
         + (f"; computing {sorted(tasks)}" if tasks else " is complete")
@@ -149,12 +178,15 @@ def _run(args: argparse.Namespace) -> int:
         keys=keys,
         config=config,
         modes=modes,
-        hidden_state=args.hidden_state,
+        hidden_layers=hidden.get("hidden_layers", ()),
         system_prompt=args.system_prompt,
         batch_size=args.batch_size,
         **given,
     )
-    simulation = simulate(examples, collection, config, modes=modes, policy=policy)
+    if probe is not None:
+        _check_drafting_states(examples, collection, probe)
+    gate = drafting_gate(probe)
+    simulation = simulate(examples, collection, config, modes=modes, policy=policy, gate=gate)
     ungated = None
     if safety_suite or any(ex.unsafe for ex in examples):  # the same outputs with the gate off
         from spec_tool_node.safety import SafetyPolicy
@@ -167,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             policy=SafetyPolicy(),
             thresholds=None,
             sweep_modes=(),
+            gate=gate,
         )
     metrics = compute_metrics(simulation, collection, ungated=ungated)
     if metrics.get("safety") is not None:
@@ -265,11 +298,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--system-prompt", help="system prompt prepended to every model call, as the node's"
-    )
-    p.add_argument(
-        "--hidden-state",
-        action="store_true",
-        help="also cache the proposer's last hidden state of its greedy draft (probe training)",
     )
     p.add_argument(
         "--max-new-tokens", type=int, default=128, help="generation budget per model reply"

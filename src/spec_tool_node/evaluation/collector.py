@@ -149,8 +149,6 @@ def message_record(
     }
     if cached := (usage.get("input_token_details") or {}).get("cache_read"):
         record["cached_tokens"] = cached
-    if metadata.get("hidden_state") is not None:
-        record["hidden_state"] = metadata["hidden_state"]
     record.update({k: metadata[k] for k in _KEPT_METADATA if metadata.get(k) is not None})
     try:
         action = action_from_message(message)
@@ -179,9 +177,9 @@ def exception_record(error: Exception, wall_s: float, model_name: str | None) ->
     }
 
 
-_KEPT_METADATA = ("raw_text", "end_text", "logprobs", "lossless")
+_KEPT_METADATA = ("raw_text", "end_text", "logprobs", "hidden_states", "lossless")
 """Reply metadata the cache keeps as it is: the exact text a draft's check teacher-forces, the
-token log-probs mode G reads, and what a continuation of a draft kept."""
+token log-probs and pooled hidden states mode G reads, and what a continuation of a draft kept."""
 
 
 def rebuild_message(record: dict[str, Any]) -> AIMessage:
@@ -393,7 +391,7 @@ def collect(
     keys: ModelKeys | None = None,
     config: CascadeConfig | None = None,
     modes: Iterable[str] = "ABCDE",
-    hidden_state: bool = False,
+    hidden_layers: Sequence[int] = (),
     system_prompt: str | None = None,
     progress: bool = True,
     retry_errors: bool = False,
@@ -407,7 +405,9 @@ def collect(
         judge: the mode-C judge (default: ``ChatModelVerifier(strong)``, as the node builds it).
         keys: cache file keys (default: :func:`key_of` each model given).
         config: ``n_drafts`` and ``sample_kwargs`` of mode E (default ``CascadeConfig()``).
-        hidden_state: also keep the proposer's last hidden state of its greedy draft.
+        hidden_layers: also keep, per layer, the mean of the hidden states that wrote the
+            proposer's greedy draft (``HFChatModel``'s ``hidden_layers``: what a mode-G probe
+            reads).
         system_prompt: prepended for every call, as the node's ``system_prompt``.
         retry_errors: compute records that hold an exception again.
         batch_size: examples whose greedy drafts and strong actions a local model
@@ -443,7 +443,9 @@ def collect(
     _check_models(todo, plans, proposer=proposer, strong=strong, verifier=verifier, judge=judge)
     from tqdm.auto import tqdm
 
-    runner = _Runner(proposer, strong, verifier, judge, needs, kwargs, hidden_state, system_prompt)
+    runner = _Runner(
+        proposer, strong, verifier, judge, needs, kwargs, tuple(hidden_layers), system_prompt
+    )
     runner.retry_errors = retry_errors
     files: dict[str, Any] = {}
     try:
@@ -494,7 +496,7 @@ class _Runner:
         judge: Verifier | None,
         needs: Needs,
         sample_kwargs: dict[str, Any],
-        hidden_state: bool,
+        hidden_layers: tuple[int, ...],
         system_prompt: str | None,
     ) -> None:
         from spec_tool_node.chat_models.hf import HFChatModel
@@ -505,7 +507,7 @@ class _Runner:
         self.retry_errors = False
         self.local = isinstance(proposer, HFChatModel)
         self.signals = (
-            {"return_logprobs": True, "return_hidden_state": hidden_state} if self.local else {}
+            {"return_logprobs": True, "hidden_layers": hidden_layers} if self.local else {}
         )
         self.proposer_name = model_name(proposer) if proposer is not None else None
         self.strong_name = model_name(strong) if strong is not None else None

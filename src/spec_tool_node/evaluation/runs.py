@@ -133,8 +133,12 @@ class ModelPool:
         """The node for ``mode`` with the models that mode requires (loaded on first use)."""
         from spec_tool_node.node import SpeculativeActionNode
 
-        roles = MODES[mode].models
-        models = {r: self.get(r) for r in ("proposer", "strong", "verifier") if r in roles}
+        spec = MODES[mode]
+        models = {r: self.get(r) for r in ("proposer", "strong", "verifier") if r in spec.models}
+        for role in spec.optional:  # mode G's verifier, when it reads the drafting pass
+            model = self.get(role) if getattr(self.config, role) is not None else None
+            if getattr(model, "reads_drafting_pass", False):
+                models[role] = model
         return SpeculativeActionNode(
             **models,
             tools=tools,

@@ -56,6 +56,7 @@ from spec_tool_node.evaluation.collector import (
 )
 from spec_tool_node.example_files import Example
 from spec_tool_node.safety import SafetyPolicy
+from spec_tool_node.verifiers.gate import gate_signal
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(i / 20, 2) for i in range(21))
 """The threshold sweep: 0.00, 0.05, ..., 1.00 (plus the configured threshold)."""
@@ -215,8 +216,11 @@ def replay(
     *,
     policy: SafetyPolicy | None = None,
     has_strong: bool | None = None,
+    gate: Callable[[AIMessage], float | None] = gate_signal,
 ) -> SampleResult:
     """Decide ``example`` in ``config.mode`` from the cache, with the live decision code.
+
+    ``gate`` is mode G's signal (see :func:`~spec_tool_node.cascade.drafting_gate`).
 
     Raises:
         CacheMissingError: the cache lacks an output this decision needs.
@@ -239,6 +243,7 @@ def replay(
         continues,
         answered_calls(context),
         is_multi_turn(context),
+        gate,
     )
     answers = _Replay(example, collected, single=spec.draft_count(config.n_drafts) == 1)
     try:
@@ -409,12 +414,13 @@ def simulate(
     policy: SafetyPolicy | None = None,
     thresholds: Iterable[float] | None = DEFAULT_THRESHOLDS,
     sweep_modes: Iterable[str] = ("D", "E"),
+    gate: Callable[[AIMessage], float | None] = gate_signal,
 ) -> Simulation:
     """Simulate ``modes`` on ``examples`` from ``collection`` without calling a model.
 
     ``policy`` defaults to the config's policy file (or allow-all). The sweep replays modes
     ``sweep_modes`` (those requested) at every threshold in ``thresholds`` plus the configured
-    one.
+    one. ``gate`` is mode G's signal (the cached drafts must carry what it reads).
 
     Raises:
         CacheMissingError: the cache lacks an output a requested mode needs.
@@ -430,7 +436,7 @@ def simulate(
         if threshold is not None:
             update["threshold"] = threshold
         cfg = config.model_copy(update=update)
-        return [replay(ex, collection[ex.id], cfg, policy=policy) for ex in examples]
+        return [replay(ex, collection[ex.id], cfg, policy=policy, gate=gate) for ex in examples]
 
     results = {mode: run(mode) for mode in modes}
     has_strong = all(collection[ex.id].strong is not None for ex in examples)

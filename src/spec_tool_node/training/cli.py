@@ -9,6 +9,10 @@ exact sizes used):
     # the probe (the best verifier measured; minutes on a CPU once features are cached):
     spec-tool-node train verifier --method probe --base qwen2.5-coder-0.5b-instruct \\
         --data runs/data/train.jsonl --drafts runs/drafts/train.jsonl --out runs/probe
+    # mode G's probe: the same on the proposer's own drafting pass (no forward pass of its own)
+    spec-tool-node train verifier --method probe --poolings drafting \
+        --base qwen2.5-coder-0.5b-instruct --data runs/data/train.jsonl \
+        --drafts runs/drafts/train.jsonl --out runs/gate-probe
     # or the LoRA classifier (for a GPU):
     spec-tool-node train verifier --base smollm2-135m-instruct --data runs/data/train.jsonl \\
         --drafts runs/drafts/train.jsonl --out runs/verifier
@@ -95,7 +99,11 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
         "--layers",
         help="candidate layers, e.g. 12,18,24 (12+18 concatenates); default every layer",
     )
-    g.add_argument("--poolings", help="candidate poolings among mean,last,values (default all)")
+    g.add_argument(
+        "--poolings",
+        help="candidate poolings among mean,last,values,drafting (default all); 'drafting' alone "
+        "makes mode G's probe, which scores drafts from the proposer's own drafting pass",
+    )
     g.add_argument(
         "--C",
         type=lambda t: [float(x) for x in t.split(",")],
@@ -369,26 +377,6 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_probe_cmd(args: argparse.Namespace) -> int:
-    import torch
-
-    from spec_tool_node.training.data import load_draft_cache
-    from spec_tool_node.training.verifier import auroc, train_probe
-
-    records = [r for r in load_draft_cache(args.drafts).values() if r.get("hidden_state")]
-    if not records:
-        print(f"error: {args.drafts} has no hidden states (mine with --signals)", file=sys.stderr)
-        return 2
-    hidden = torch.tensor([r["hidden_state"] for r in records])
-    labels = torch.tensor([bool(r.get("right")) for r in records])
-    probe = train_probe(hidden, labels, seed=args.seed)
-    probe.save(args.out)
-    train_auroc = auroc(probe.predict(hidden).tolist(), labels.tolist())
-    right = int(labels.sum())
-    print(f"probe on {len(records)} drafts ({right} right): train AUROC {train_auroc:.3f}")
-    return 0
-
-
 def bundle_cmd(args: argparse.Namespace) -> int:
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.config import CascadeConfig, ModelSpec
@@ -410,7 +398,7 @@ def bundle_cmd(args: argparse.Namespace) -> int:
         verifier=spec(args.verifier, args.verifier_max_length),
     )
     card = json.loads(args.card.read_text()) if args.card else {}
-    print(f"bundle: {Bundle(config=config, card=card, probe=args.probe).save_pretrained(args.out)}")
+    print(f"bundle: {Bundle(config=config, card=card).save_pretrained(args.out)}")
     return 0
 
 
@@ -480,7 +468,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "the ones written one at a time, up to floating-point near-ties)",
     )
     p.add_argument(
-        "--signals", action="store_true", help="also keep mean log-prob and last hidden state"
+        "--signals", action="store_true", help="also keep each draft's mean token log-prob"
     )
     p.add_argument("--max-new-tokens", type=int, default=128, help="draft length budget")
     p.set_defaults(func=train_mine)
@@ -553,14 +541,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--write", action="store_true", help="write the threshold into the bundle")
     p.set_defaults(func=train_calibrate_cmd)
 
-    p = sub.add_parser(
-        "probe", help="logistic probe on the proposer's hidden state of its draft (mode G)"
-    )
-    p.add_argument("--drafts", type=Path, required=True, help="draft cache mined with --signals")
-    p.add_argument("--out", type=Path, required=True, help="probe file (.pt)")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.set_defaults(func=train_probe_cmd)
-
     p = commands.add_parser("bundle", help="write a bundle folder: cascade config, adapters, card")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced if it exists)")
     p.add_argument(
@@ -578,7 +558,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="prompt length the verifier was trained on (its --max-length); longer prompts are "
         "cut the same way at inference",
     )
-    p.add_argument("--probe", type=Path, help="probe file to include")
     p.add_argument(
         "--card", type=Path, help="JSON with what the card records (data, steps, metrics)"
     )

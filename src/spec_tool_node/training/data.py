@@ -378,8 +378,7 @@ def mine_drafts(
     as each chunk of examples finishes; a rerun skips the ids it holds and reuses the records.
     Drafts that do not parse or break the tool schemas are recorded but not returned: the
     cascade rejects those before any verifier, so the verifier never has to judge them. With
-    ``signals`` each line also keeps the draft's mean token log-prob and last hidden state, the
-    zero-cost confidence signals of mode G.
+    ``signals`` each line also keeps the draft's mean token log-prob, mode G's log-prob signal.
     """
     from spec_tool_node.evaluation.collector import collect
 
@@ -396,7 +395,6 @@ def mine_drafts(
                 records,
                 proposer=proposer,
                 modes=["B"],
-                hidden_state=signals,
                 batch_size=batch_size,
                 progress=progress,
             )
@@ -418,7 +416,6 @@ def labelled_draft(example: Example, draft: dict[str, Any], signals: bool) -> di
     }
     if signals:
         record["mean_logprob"] = draft.get("mean_logprob")
-        record["hidden_state"] = draft.get("hidden_state")
     if draft.get("valid"):
         action = action_from_canonical(draft["action"])
         record.update(draft=draft["action"], valid=True, right=matches(action, example.gold))

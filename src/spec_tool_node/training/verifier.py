@@ -1,9 +1,9 @@
-"""Verifier training: the ACCEPT/REJECT classifier, a hidden-state probe, threshold calibration.
+"""Verifier training: the ACCEPT/REJECT classifier and threshold calibration.
 
 The classifier is a causal LM with a LoRA adapter trained on balanced pairs
 (:func:`spec_tool_node.training.data.build_pairs`) with the loss on the one label token of the
-prompt ``TrainedVerifier`` reads. The probe is a logistic head on the proposer's last hidden state
-of its own draft (mode G): it costs no extra forward pass and trains in seconds. Calibration picks
+prompt ``TrainedVerifier`` reads (the probe verifier is trained in
+:mod:`spec_tool_node.training.probe`). Calibration picks
 the threshold that reaches a target accept rate or precision on a calibration split, as RouteLLM
 calibrates its routers.
 """
@@ -16,7 +16,6 @@ import json
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,61 +120,6 @@ def train_verifier(
         collator=Collator(tokenizer, logits_to_keep=keep),
     )
     return adapter, mix
-
-
-# -- hidden-state probe --------------------------------------------------------------------------
-
-
-@dataclass
-class Probe:
-    """A logistic head on a hidden state: p(draft is right) = sigmoid(w . (h - mean) / std + b)."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def predict(self, hidden: torch.Tensor) -> torch.Tensor:
-        z = (hidden.float() - self.mean) / self.std
-        return torch.sigmoid(z @ self.weight + self.bias)
-
-    def save(self, path: str | Path) -> None:
-        torch.save({k: getattr(self, k) for k in ("weight", "bias", "mean", "std")}, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Probe:
-        return cls(**torch.load(path, weights_only=True))
-
-
-def train_probe(
-    hidden: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    epochs: int = 300,
-    l2: float = 1e-3,
-    seed: int = 0,
-) -> Probe:
-    """Fit the probe with full-batch L-BFGS on standardised features (seconds on a CPU)."""
-    torch.manual_seed(seed)
-    x = hidden.float()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    z = (x - mean) / std
-    y = labels.float()
-    weight = torch.zeros(z.shape[1], requires_grad=True)
-    bias = torch.zeros((), requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=epochs, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(z @ weight + bias, y)
-            + l2 * weight.pow(2).sum()
-        )
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return Probe(weight.detach(), bias.detach(), mean, std)
 
 
 # -- calibration and metrics ---------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
+from spec_tool_node.verifiers.base import Verifier
+
 _ARGUMENTS = re.compile(r'"(?:arguments|parameters)"\s*:\s*\{')
 
 
@@ -105,3 +107,12 @@ def logprob_options(model: Any) -> dict[str, Any]:
     """The call option that makes ``model`` return its token log-probs: ``return_logprobs`` for
     a local ``HFChatModel``, OpenAI's ``logprobs`` for any other chat model."""
     return {"return_logprobs": True} if hasattr(model, "return_logprobs") else {"logprobs": True}
+
+
+def gate_options(proposer: Any, verifier: Verifier | None = None) -> dict[str, Any]:
+    """The options mode G binds to ``proposer``: what ``verifier`` reads from the drafting pass
+    (:meth:`Verifier.drafting_options`, which raises ``ConfigError`` when it cannot), else the
+    token log-probs."""
+    if verifier is not None:
+        return verifier.drafting_options(proposer)
+    return logprob_options(proposer)

@@ -4,13 +4,17 @@ hidden states gives p(ACCEPT).
 The draft is written the way the chat template writes an assistant reply with that action
 (:func:`~spec_tool_node.chat_models.templates.render_reply`), after the prompt the proposer saw
 (tools bound), so the features are those of the proposer's own drafting pass when the base model
-is the proposer: :meth:`ProbeHead.predict_hidden` scores hidden states a caller already has (mode G)
-without another forward pass. It works with any proposer, API models included, since it needs only
-the draft's action.
+is the proposer: :meth:`ProbeHead.predict_drafted` scores the states the drafting pass returned
+(mode G) without another forward pass. It works with any proposer, API models included, since it
+needs only the draft's action.
 
 Poolings over the reply's tokens (:data:`POOLINGS`): ``mean`` (every token of the reply),
 ``last`` (its last token, the end-of-turn), ``values`` (the tokens of the tool names and argument
-values, where a wrong call differs from a right one; the whole reply for a text answer). The head
+values, where a wrong call differs from a right one; the whole reply for a text answer),
+``drafting`` (the states that wrote the reply: the prompt's last position and every reply token
+but the last, each of which predicted the next reply token). ``drafting`` is what a local
+proposer's own generation computes (``HFChatModel(hidden_layers=...)``), so a head trained on it
+scores a draft from its drafting pass with no forward pass of its own: mode G's probe. The head
 is a logistic regression or a small MLP on standardised features, stored as safetensors plus a
 JSON file: no pickle, and it loads without scikit-learn.
 """
@@ -21,22 +25,23 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from spec_tool_node.actions import Action, ToolCallsAction, action_to_message
 from spec_tool_node.chat_models.loading import load_pretrained
 from spec_tool_node.chat_models.templates import render_reply
 from spec_tool_node.costs import CallRecord
+from spec_tool_node.errors import ConfigError
 from spec_tool_node.verifiers.base import Verdict, Verifier
 
-POOLINGS = ("mean", "last", "values")
+POOLINGS = ("mean", "last", "values", "drafting")
 """How the reply's hidden states are pooled into one vector per layer."""
 
 HEAD_FILE = "head.safetensors"
@@ -127,13 +132,14 @@ def pooling_masks(rendered: Sequence[RenderedDraft], width: int) -> dict[str, to
     ends = torch.tensor([len(r.input_ids) for r in rendered])[:, None]
     mean = ((positions >= starts) & (positions < ends)).float()
     last = (positions == ends - 1).float()
+    drafting = ((positions >= starts - 1) & (positions < ends - 1)).float()
     values = torch.zeros_like(mean)
     for row, r in enumerate(rendered):
         if r.values:
             values[row, r.values] = 1.0
         else:
             values[row] = mean[row]
-    return {"mean": mean, "last": last, "values": values}
+    return {"mean": mean, "last": last, "values": values, "drafting": drafting}
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -235,37 +241,14 @@ class ProbeHead:
                 x = np.maximum(x, 0.0)
         return 1.0 / (1.0 + np.exp(-x[:, 0]))
 
-    def predict_hidden(
-        self,
-        hidden_states: Sequence[torch.Tensor],
-        reply_mask: torch.Tensor,
-        values_mask: torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """p(ACCEPT) from hidden states a caller already has (the proposer's drafting pass).
-
-        Args:
-            hidden_states: per layer ``[batch, width, hidden]``, in ``output_hidden_states``
-                order (index 0 the embeddings).
-            reply_mask: ``[batch, width]``, 1 on the reply's tokens.
-            values_mask: ``[batch, width]``, 1 on tool-name and argument-value tokens (pooling
-                ``values``; rows without any fall back to the reply).
-        """
-        reply_mask = reply_mask.float()
-        if self.pooling == "mean":
-            mask = reply_mask
-        elif self.pooling == "last":
-            width = reply_mask.shape[1]
-            last = width - 1 - reply_mask.flip(1).argmax(1)
-            mask = torch.zeros_like(reply_mask)
-            mask[torch.arange(len(mask)), last] = 1.0
-        else:
-            if values_mask is None:
-                raise ValueError("pooling 'values' needs values_mask")
-            values_mask = values_mask.float()
-            empty = values_mask.sum(1, keepdim=True) == 0
-            mask = torch.where(empty, reply_mask, values_mask)
-        features = torch.cat([pool(hidden_states[layer], mask) for layer in self.layers], dim=1)
-        return self.predict(features.cpu().numpy())
+    def predict_drafted(self, states: Mapping[str, Sequence[float]]) -> float | None:
+        """p(ACCEPT) from the pooled states a drafting pass returned (``HFChatModel``'s
+        ``hidden_layers``, keyed by layer), or ``None`` when this head does not read them (its
+        pooling is not ``drafting``) or a layer it needs is missing."""
+        if self.pooling != "drafting" or any(str(layer) not in states for layer in self.layers):
+            return None
+        features = np.concatenate([np.asarray(states[str(layer)]) for layer in self.layers])
+        return float(self.predict(features[None, :])[0])
 
     def save(self, directory: str | Path) -> Path:
         """Write ``probe.json`` and ``head.safetensors`` into ``directory``."""
@@ -331,7 +314,8 @@ class ProbeVerifier(Verifier):
     """p(ACCEPT) from a frozen causal LM's hidden states over (context + draft) and a small head.
 
     Args:
-        head: the trained head (its ``base_model`` is loaded unless ``loaded`` is given).
+        head: the trained head (its ``base_model`` is loaded on first use, unless ``loaded``
+            is given; in mode G it is never loaded).
         model: load this model instead of ``head.base_model`` (the same weights elsewhere).
         dtype, device: as for ``HFChatModel``.
         loaded: an already-loaded ``(model, tokenizer)`` pair (e.g. the proposer's own).
@@ -354,16 +338,57 @@ class ProbeVerifier(Verifier):
         self.name = model or head.base_model
         self.adapter: str | None = None
         """The probe folder this verifier was loaded from (names its evaluation cache)."""
-        if loaded is not None:
-            self.model, self.tokenizer = loaded
-        else:
-            self.model, self.tokenizer = load_pretrained(self.name, dtype=dtype, device=device)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
         self.batch_size, self.max_length = batch_size, max_length
+        self._load = {"dtype": dtype, "device": device}
+        self._loaded = loaded
         self._lock = threading.Lock()
+
+    def _model(self) -> tuple[Any, Any]:
+        """The base model and tokenizer, loaded on first use: mode G reads the proposer's own
+        states and never needs them."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = load_pretrained(self.name, **self._load)
+            model, tokenizer = self._loaded
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            return model, tokenizer
+
+    @property
+    def model(self) -> Any:
+        return self._model()[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._model()[1]
+
+    @property
+    def reads_drafting_pass(self) -> bool:
+        return self.head.pooling == "drafting"
+
+    def drafting_options(self, proposer: Any) -> dict[str, Any]:
+        """``hidden_layers`` for a local proposer with this head's base weights (mode G)."""
+        if self.head.pooling != "drafting":
+            raise ConfigError(
+                f"this probe pools {self.head.pooling!r}, which needs a pass of its own over "
+                "the draft; mode G needs a head trained on the 'drafting' pooling"
+            )
+        given = (getattr(proposer, "model", None), getattr(proposer, "adapter", None))
+        if not hasattr(proposer, "hidden_layers") or given != (self.name, None):
+            raise ConfigError(
+                f"this probe reads the hidden states of {self.name!r}; mode G needs that model "
+                f"as a local proposer (HFChatModel(model={self.name!r})), "
+                f"got {type(proposer).__name__} {given[0]!r}"
+                + (f" with adapter {given[1]!r}" if given[1] else "")
+                + " (use the probe in mode D instead)"
+            )
+        return {"hidden_layers": tuple(self.head.layers)}
+
+    def score_drafted(self, message: AIMessage) -> float | None:
+        states = (message.response_metadata or {}).get("hidden_states")
+        return self.head.predict_drafted(states) if isinstance(states, dict) else None
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> ProbeVerifier:
@@ -383,14 +408,14 @@ class ProbeVerifier(Verifier):
         drafts: Sequence[Action],
     ) -> tuple[np.ndarray, int]:
         """The head's input features for each draft, and the number of tokens read."""
+        model, tokenizer = self._model()
         rendered = [
-            render_draft(self.tokenizer, context, tools, d, max_length=self.max_length)
-            for d in drafts
+            render_draft(tokenizer, context, tools, d, max_length=self.max_length) for d in drafts
         ]
         with self._lock:
             pooled = pooled_hidden_states(
-                self.model,
-                self.tokenizer,
+                model,
+                tokenizer,
                 rendered,
                 self.head.layers,
                 [self.head.pooling],
