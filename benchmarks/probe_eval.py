@@ -58,13 +58,19 @@ COSTS = {"cheap": 0.15, "verifier": 0.05, "strong": 1.0}
 
 
 def choose_threshold(
-    scores: np.ndarray, right: np.ndarray, strong: np.ndarray, max_cost: float, invalid: int
+    scores: np.ndarray,
+    right: np.ndarray,
+    strong: np.ndarray,
+    max_cost: float,
+    invalid: int,
+    verifier_cost: float = COSTS["verifier"],
 ) -> tuple[float, list[dict]]:
     """The threshold with the best simulated accuracy of mode D on the valid training drafts
     whose relative cost on the whole training side (``invalid`` more drafts that always fall
     back, at the cheap draft's and the strong model's price) is at most ``max_cost`` (ties: the
     cheaper one). ``strong`` is 1/0, or nan where unknown: imputed with the strong model's
-    accuracy on the known right drafts, or 1 when none is known (a reject then never loses)."""
+    accuracy on the known right drafts, or 1 when none is known (a reject then never loses).
+    ``verifier_cost``: what scoring a draft costs (nothing for mode G's gate)."""
     known = ~np.isnan(strong)
     fill = (
         float(np.nanmean(strong[right.astype(bool) & known]))
@@ -80,7 +86,7 @@ def choose_threshold(
         valid = len(scores) / (len(scores) + invalid)
         cost = (
             COSTS["cheap"]
-            + valid * (COSTS["verifier"] + float(np.mean(~accept)) * COSTS["strong"])
+            + valid * (verifier_cost + float(np.mean(~accept)) * COSTS["strong"])
             + (1 - valid) * COSTS["strong"]
         )
         table.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -295,3 +297,59 @@ def test_a_bundle_with_a_probe_builds_a_node_with_the_probe_verifier(
     # a folder that is not a probe is a LoRA adapter: the trained verifier is built for it
     with pytest.raises(ValueError, match="adapter"):
         load_verifier(str(base), str(tmp_path / "missing"))
+
+
+def test_eval_simulates_mode_g_with_a_drafting_probe_bundle(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    """``spec-tool-node eval --bundle`` collects the drafts with the probe's layers and replays
+    mode G on the probe's scores; a cache whose drafts lack the states is refused by name."""
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.cli import main
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+    from spec_tool_node.evaluation.collector import rebuild_message
+    from spec_tool_node.example_files import write_examples
+    from tests.evaluation import toy
+
+    base = tmp_path / "tiny"
+    tiny_model.save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    head = _head(tiny_model.config.hidden_size, [2], "drafting")
+    head.weights = [w * 0.01 for w in head.weights]
+    head.save(tmp_path / "probe")
+    model = ModelSpec(model=str(base))
+    config = CascadeConfig(
+        mode="G",
+        gate_threshold=0.5,
+        proposer=model,
+        strong=model,
+        verifier=ModelSpec(model=str(base), adapter=str(tmp_path / "probe")),
+    )
+    Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    data = tmp_path / "toy.jsonl"
+    write_examples(data, toy.examples()[:3])
+    common = ["--data", str(data), "--max-new-tokens", "6", "--batch-size", "1"]
+    out = tmp_path / "out"
+    code = main(["eval", *common, "--bundle", str(tmp_path / "bundle"), "--modes", "A,G",
+                 "--cache", str(tmp_path / "cache"), "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    verifier = ProbeVerifier(head, model=str(base))
+    drafts = {
+        json.loads(line)["id"]: json.loads(line)["draft"]
+        for f in (tmp_path / "cache").glob("proposer--*.jsonl")
+        for line in f.read_text().splitlines()
+    }
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    gated = [r for r in rows if r["mode"] == "G" and drafts[r["id"]]["valid"]]
+    assert gated
+    for row in gated:
+        expected = verifier.score_drafted(rebuild_message(drafts[row["id"]]))
+        assert row["p_accept"] == pytest.approx(expected)
+    # drafts collected without the probe carry no states: mode G refuses them
+    plain = tmp_path / "plain"
+    assert main(["eval", *common, "--proposer", str(base), "--strong", str(base), "--modes",
+                 "A,B", "--cache", str(plain), "--out", str(tmp_path / "o2")]) == 0  # fmt: skip
+    code = main(["eval", *common, "--bundle", str(tmp_path / "bundle"), "--modes", "G",
+                 "--cache", str(plain), "--out", str(tmp_path / "o3")])  # fmt: skip
+    assert code == 2
+    assert "lack them" in capsys.readouterr().err
