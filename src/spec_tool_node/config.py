@@ -21,6 +21,7 @@ from pydantic import (
 
 from spec_tool_node.costs import CostModel
 from spec_tool_node.errors import ConfigError
+from spec_tool_node.jsonl import write_text
 from spec_tool_node.modes import mode_letter
 
 
@@ -110,7 +111,8 @@ class CascadeConfig(BaseModel):
         return self.threshold
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n")
+        """Write the config as JSON, atomically (a reader never sees half a file)."""
+        write_text(path, self.model_dump_json(indent=2, exclude_none=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CascadeConfig:

@@ -68,15 +68,18 @@ def append_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write a whole JSONL file atomically (a temp file, then a rename), so a reader never sees
-    it half-written; returns how many records were written."""
+    """Write a whole JSONL file atomically (see :func:`write_text`); returns how many records
+    were written."""
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    write_text(path, "".join(lines))
+    return len(lines)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a whole file atomically (a temp file beside it, then a rename), so a reader never
+    sees it half-written and a killed run leaves the old file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-    return count

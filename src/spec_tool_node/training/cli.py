@@ -313,6 +313,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     from spec_tool_node.actions import action_from_canonical
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.cascade import is_multi_turn
+    from spec_tool_node.jsonl import write_text
     from spec_tool_node.training.data import load_draft_cache
     from spec_tool_node.training.verifier import calibrate, precision_recall
     from spec_tool_node.verifiers.probe import load_verifier
@@ -369,9 +370,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
                 raw.pop(key, None)
             elif t is not None:
                 raw[key] = round(min(max(t, 0.0), 1.0), 6)
-        tmp = config_path.with_name(f".{config_path.name}.tmp")  # never half-written
-        tmp.write_text(json.dumps(raw, indent=2) + "\n")
-        tmp.replace(config_path)
+        write_text(config_path, json.dumps(raw, indent=2) + "\n")  # never half-written
         shown = ", ".join(f"{k} {raw[k]}" for k in written if k in raw)
         print(f"{shown} ({args.decisions} decisions) written to {config_path}")
     return 0
