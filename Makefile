@@ -10,11 +10,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install models demo test slow lint bench clean
 
+# One resolver run for torch and the package (each pip start costs seconds on 2 cores).
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,bench,train,bfcl]"
+	$(PY) -m pip install -q "$(TORCH)" -e ".[dev,bench,train,bfcl]"
 	$(PY) -m pip install -q --no-deps "$(BFCL)"
 	touch $@
 
