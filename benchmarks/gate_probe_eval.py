@@ -74,7 +74,10 @@ def main() -> None:
         "--train-cache", type=Path, default=Path("benchmarks/results/probe/cache_train")
     )
     parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--max-cost", type=float, default=0.5)
+    parser.add_argument(
+        "--samples", type=Path, default=Path("benchmarks/results/bfcl/single_turn/samples.jsonl")
+    )
+    parser.add_argument("--max-cost", type=float, default=0.7)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     features = load_features(args.features)
@@ -147,15 +150,15 @@ def main() -> None:
         items = {e.id: d for e, d in heldout_items(Path("benchmarks/results/bfcl/cache"), 50)}
         both = [j for j, i in enumerate(ids) if items.get(i) == actions[j]]
         xf = forced.select([(ids[j], actions[j]) for j in both]).matrix(head.layers, POOLING)
+        live, forced_p = signals["G probe (drafting pass)"][both], head.predict(xf)
+        gap = np.abs(forced_p - live)
         results["teacher-forced comparison"] = {
             "drafts": len(both),
-            "AUROC drafting pass": round(
-                auroc(signals["G probe (drafting pass)"][both], y_held[both]), 3
-            ),
-            "AUROC teacher-forced": round(auroc(head.predict(xf), y_held[both]), 3),
-            "max |p drafting pass - p teacher-forced|": float(
-                np.max(np.abs(head.predict(xf) - signals["G probe (drafting pass)"][both]))
-            ),
+            "AUROC drafting pass": round(auroc(live, y_held[both]), 3),
+            "AUROC teacher-forced": round(auroc(forced_p, y_held[both]), 3),
+            "max |p drafting pass - p teacher-forced|": float(gap.max()),
+            "median |p drafting pass - p teacher-forced|": float(np.median(gap)),
+            "drafts whose p differs by more than 0.1": int((gap > 0.1).sum()),
         }
     category = {i: golds[i].meta["category"] for i in ids}
     cats = sorted(set(category.values()))
@@ -172,6 +175,30 @@ def main() -> None:
         "auroc": table_out,
         "accepted at the threshold": int((signals["G probe (drafting pass)"] >= threshold).sum()),
     }
+
+    # reference only (read on held-out, not used for any choice): mode G at other thresholds,
+    # calls basis (a draft 0.15, a fallback one strong unit), mode A's committed actions
+    a_correct = {
+        r["id"]: r["correct"] for r in map(json.loads, args.samples.open()) if r["mode"] == "A"
+    }
+    probe_p = dict(zip(ids, signals["G probe (drafting pass)"], strict=True))
+    draft_right = dict(zip(ids, y_held, strict=True))
+    everyone = [str(i) for i in held["ids"]]
+    sweep = []
+    for t in sorted({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, threshold}):
+        accepted = [i for i in everyone if probe_p.get(i, -1.0) >= t]
+        correct = sum(draft_right[i] for i in accepted) + sum(
+            a_correct[i] for i in everyone if i not in set(accepted)
+        )
+        sweep.append(
+            {
+                "threshold": round(t, 6),
+                "accuracy": round(correct / len(everyone), 4),
+                "relative_cost": round(0.15 + 1.0 - len(accepted) / len(everyone), 4),
+                "accept_rate": round(len(accepted) / len(everyone), 4),
+            }
+        )
+    results["heldout"]["threshold sweep (reference only)"] = sweep
 
     # -- the head and a mode-G bundle ----------------------------------------------------------
     probe_dir = args.out / "probe_head"

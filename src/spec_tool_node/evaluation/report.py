@@ -32,7 +32,7 @@ MODE_NAMES = {
     "D": "cheap + trained verifier",
     "E": "multi-proposal rerank",
     "F": "lossless: strong model continues the draft",
-    "G": "cheap + log-prob gate",
+    "G": "cheap + gate on its drafting pass",
     "oracle": "oracle router (bound)",
 }
 
@@ -251,7 +251,9 @@ def render_markdown(
     if command:
         lines += ["Command:", "", "```", command, "```", ""]
     lines += [
-        f"Threshold {config.get('threshold')}, {config.get('n_drafts')} drafts in mode E, cost "
+        f"Threshold {config.get('threshold')}"
+        + (f" (mode G: {config.get('gate_threshold')})" if "G" in modes else "")
+        + f", {config.get('n_drafts')} drafts in mode E, cost "
         f"basis `{cost.get('basis', 'calls')}`"
         + (
             f" (strong {cost.get('strong')}, cheap {cost.get('cheap')}, verifier "
