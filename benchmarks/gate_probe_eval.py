@@ -75,6 +75,11 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument(
+        "--train-ids",
+        type=Path,
+        help="JSON list of the training examples to use (the caches grow as mining goes on)",
+    )
+    parser.add_argument(
         "--samples", type=Path, default=Path("benchmarks/results/bfcl/single_turn/samples.jsonl")
     )
     parser.add_argument("--max-cost", type=float, default=0.7)
@@ -87,6 +92,10 @@ def main() -> None:
     have = set(zip(features.ids, features.drafts, strict=True))
     train = [(e, d) for e, d in train_items(args.drafts, args.train_cache) if (e.id, d) in have]
     n_invalid = invalid_train_drafts(args.drafts, args.train_cache)
+    if args.train_ids is not None:
+        chosen = set(json.loads(args.train_ids.read_text()))
+        train = [(e, d) for e, d in train if e.id in chosen]
+        n_invalid = len(chosen) - len(train)
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")
