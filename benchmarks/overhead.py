@@ -29,6 +29,7 @@ from langchain_core.tools import tool
 
 from spec_tool_node.actions import Action
 from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import percentile
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verdict, Verifier
@@ -102,15 +103,10 @@ POLICY = SafetyPolicy.from_dict(
 )
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "median_ms": round(statistics.median(values) * 1e3, 3),
-        "p95_ms": round(percentile(values, 0.95) * 1e3, 3),
+        "p95_ms": round(percentile(values, 95) * 1e3, 3),
     }
 
 
