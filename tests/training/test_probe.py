@@ -262,3 +262,48 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     assert main([*argv, "--decisions", "all"]) == 0
     assert "multi_turn_threshold" not in json.loads((bundle / "cascade.json").read_text())
     assert not list(bundle.glob(".*.tmp"))
+
+
+def test_a_mode_g_bundle_is_written_and_calibrated_on_its_gate_threshold(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    """`bundle --mode G --gate-threshold` and `train calibrate` on a drafting probe write
+    `gate_threshold` (one for every decision) and leave `threshold` alone; a mode-G bundle whose
+    probe needs a pass of its own is refused."""
+    base = tmp_path / "tiny"
+    tiny_model.save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    hidden = tiny_model.config.hidden_size
+    rng = np.random.default_rng(0)
+    for pooling in ("drafting", "mean"):
+        ProbeHead(
+            str(base), [2], pooling, np.zeros(hidden), np.ones(hidden),
+            [rng.normal(size=(hidden, 1))], [np.zeros(1)],
+        ).save(tmp_path / pooling)  # fmt: skip
+    examples = _examples(6)
+    data = tmp_path / "decisions.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    drafts = tmp_path / "drafts.jsonl"
+    drafts.write_text(
+        "".join(
+            json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
+            + "\n"
+            for e, d in _items(examples)
+        )
+    )
+    for pooling in ("drafting", "mean"):
+        bundle = tmp_path / f"bundle-{pooling}"
+        assert main(["bundle", "--out", str(bundle), "--mode", "gate", "--gate-threshold", "0.3",
+                     "--proposer", str(base), "--strong", str(base),
+                     "--verifier", f"{base}@{tmp_path / pooling}"]) == 0  # fmt: skip
+        assert json.loads((bundle / "cascade.json").read_text())["gate_threshold"] == 0.3
+        code = main(["train", "calibrate", "--bundle", str(bundle), "--data", str(data),
+                     "--drafts", str(drafts), "--accept-rate", "0.5", "--write"])  # fmt: skip
+        if pooling == "mean":
+            assert code == 2 and "does not read the drafting pass" in capsys.readouterr().err
+            continue
+        assert code == 0
+        raw = json.loads((bundle / "cascade.json").read_text())
+        assert raw["gate_threshold"] != 0.3 and raw["threshold"] == 0.5
+        assert "multi_turn_threshold" not in raw
+        assert f"gate_threshold {raw['gate_threshold']} (all decisions)" in capsys.readouterr().out

@@ -319,7 +319,9 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     from spec_tool_node.verifiers.probe import load_verifier
 
     config_path = args.bundle / "cascade.json"
-    spec = Bundle.from_pretrained(args.bundle).config.verifier
+    bundled = Bundle.from_pretrained(args.bundle).config
+    spec = bundled.verifier
+    gate = MODES[bundled.mode].scorer == "gate"  # mode G: one gate_threshold
     if spec is None:
         print(f"error: bundle {args.bundle} has no verifier to calibrate", file=sys.stderr)
         return 2
@@ -331,6 +333,13 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         print(f"error: no valid drafts of {args.data} in {args.drafts}", file=sys.stderr)
         return 2
     verifier = load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
+    if gate and not verifier.reads_drafting_pass:
+        print(
+            f"error: bundle {args.bundle} is in mode G, and its verifier does not read the "
+            "drafting pass (a probe on the 'drafting' pooling does)",
+            file=sys.stderr,
+        )
+        return 2
     scored = {}
     for i, r in drafts.items():
         e = examples[i]
@@ -356,7 +365,9 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
             f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
             f"| {accepted:.0%} |"
         )
-    if args.decisions == "all":
+    if gate:  # scored in one pass over each draft, which the drafting pass approximates
+        written = {"gate_threshold": thresholds["all"]}
+    elif args.decisions == "all":
         written = {"threshold": thresholds["all"], "multi_turn_threshold": None}
     else:  # each kind its own threshold; a kind without logged decisions keeps the bundle's
         written = {
@@ -372,7 +383,8 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
                 raw[key] = round(min(max(t, 0.0), 1.0), 6)
         write_text(config_path, json.dumps(raw, indent=2) + "\n")  # never half-written
         shown = ", ".join(f"{k} {raw[k]}" for k in written if k in raw)
-        print(f"{shown} ({args.decisions} decisions) written to {config_path}")
+        kind = "all" if gate else args.decisions
+        print(f"{shown} ({kind} decisions) written to {config_path}")
     return 0
 
 
@@ -389,9 +401,11 @@ def bundle_cmd(args: argparse.Namespace) -> int:
     if args.verifier_max_length is not None and not args.verifier:
         raise SystemExit("--verifier-max-length needs --verifier")
 
+    gate = {"gate_threshold": args.gate_threshold} if args.gate_threshold is not None else {}
     config = CascadeConfig(
         mode=args.mode,
         threshold=args.threshold,
+        **gate,
         proposer=spec(args.proposer),
         strong=spec(args.strong),
         verifier=spec(args.verifier, args.verifier_max_length),
@@ -535,7 +549,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default="separate",
         help="separate: single-turn decisions set `threshold` and multi-turn ones (after an "
         "assistant or tool message) `multi_turn_threshold`; all: one threshold for every "
-        "decision (each kind is reported either way)",
+        "decision (each kind is reported either way). A mode-G bundle gets one "
+        "`gate_threshold` from every decision",
     )
     p.add_argument("--write", action="store_true", help="write the threshold into the bundle")
     p.set_defaults(func=train_calibrate_cmd)
@@ -549,6 +564,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help=f"cascade mode, by letter or name: {known_modes()}",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="accept threshold on p(ACCEPT)")
+    p.add_argument(
+        "--gate-threshold",
+        type=float,
+        help="mode G's threshold on its drafting-pass signal (default: the config's)",
+    )
     for role in ("proposer", "strong", "verifier"):
         p.add_argument(f"--{role}", help=f"{role} as MODEL or MODEL@ADAPTER_DIR")
     p.add_argument(
