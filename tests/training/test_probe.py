@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,23 +149,33 @@ def test_deferral_labels_reject_only_where_the_strong_model_would_fix_it(tmp_pat
     assert deferral_labels(right, correct) == {ids[0]: True, ids[1]: False, ids[2]: True}
 
 
-def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, capsys):
-    from spec_tool_node.verifiers.probe import ProbeVerifier
+def _save_base(folder: Path, model, tokenizer) -> Path:
+    """A tiny model saved as a folder, as a probe's base model is named."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
-    base = tmp_path / "tiny"
-    tiny_model.save_pretrained(base)
-    tiny_tokenizer.save_pretrained(base)
-    examples = _examples(16)
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
-    drafts = tmp_path / "drafts.jsonl"
-    drafts.write_text(
+
+def _write_drafts(path: Path, examples: list[Example]) -> Path:
+    """A draft file as `train mine` writes it: one valid draft per example, right for Paris."""
+    path.write_text(
         "".join(
             json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
             + "\n"
             for e, d in _items(examples)
         )
     )
+    return path
+
+
+def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, capsys):
+    from spec_tool_node.verifiers.probe import ProbeVerifier
+
+    base = _save_base(tmp_path / "tiny", tiny_model, tiny_tokenizer)
+    examples = _examples(16)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    drafts = _write_drafts(tmp_path / "drafts.jsonl", examples)
     out = tmp_path / "probe"
     argv = [
         "train", "verifier", "--method", "probe", "--base", str(base), "--data", str(data),
@@ -214,9 +225,7 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.config import CascadeConfig, ModelSpec
 
-    base = tmp_path / "tiny"
-    tiny_model.save_pretrained(base)
-    tiny_tokenizer.save_pretrained(base)
+    base = _save_base(tmp_path / "tiny", tiny_model, tiny_tokenizer)
     hidden = tiny_model.config.hidden_size
     rng = np.random.default_rng(0)
     head = ProbeHead(
@@ -240,14 +249,7 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
         ]  # fmt: skip
     data = tmp_path / "decisions.jsonl"
     data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
-    drafts = tmp_path / "drafts.jsonl"
-    drafts.write_text(
-        "".join(
-            json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
-            + "\n"
-            for e, d in _items(examples)
-        )
-    )
+    drafts = _write_drafts(tmp_path / "drafts.jsonl", examples)
     argv = ["train", "calibrate", "--bundle", str(bundle), "--data", str(data), "--drafts",
             str(drafts), "--accept-rate", "0.5", "--write"]  # fmt: skip
     assert main(argv) == 0
@@ -270,9 +272,7 @@ def test_a_mode_g_bundle_is_written_and_calibrated_on_its_gate_threshold(
     """`bundle --mode G --gate-threshold` and `train calibrate` on a drafting probe write
     `gate_threshold` (one for every decision) and leave `threshold` alone; a mode-G bundle whose
     probe needs a pass of its own is refused."""
-    base = tmp_path / "tiny"
-    tiny_model.save_pretrained(base)
-    tiny_tokenizer.save_pretrained(base)
+    base = _save_base(tmp_path / "tiny", tiny_model, tiny_tokenizer)
     hidden = tiny_model.config.hidden_size
     rng = np.random.default_rng(0)
     for pooling in ("drafting", "mean"):
@@ -283,14 +283,7 @@ def test_a_mode_g_bundle_is_written_and_calibrated_on_its_gate_threshold(
     examples = _examples(6)
     data = tmp_path / "decisions.jsonl"
     data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
-    drafts = tmp_path / "drafts.jsonl"
-    drafts.write_text(
-        "".join(
-            json.dumps({"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")})
-            + "\n"
-            for e, d in _items(examples)
-        )
-    )
+    drafts = _write_drafts(tmp_path / "drafts.jsonl", examples)
     for pooling in ("drafting", "mean"):
         bundle = tmp_path / f"bundle-{pooling}"
         assert main(["bundle", "--out", str(bundle), "--mode", "gate", "--gate-threshold", "0.3",
