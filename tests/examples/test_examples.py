@@ -46,6 +46,14 @@ def test_create_agent_middleware():
     assert "relative cost" in after and " D " in after
 
 
+def test_gate_probe():
+    """--small has no probe for SmolLM2, so mode G falls back to its log-prob signal; the full
+    run (Qwen models, the committed drafting probe) is in the example's docstring."""
+    out = run_example("gate_probe.py", "--small")
+    assert "mode G, log-probs of the argument values" in out
+    assert "roles called: cheap" in out and "verifier" not in out.split("roles called:")[1]
+
+
 def test_safety_policy():
     out = run_example("safety_policy.py", "--small")
     assert "policy travel.yaml: transfer-limit, transfers-need-the-strong-model" in out
