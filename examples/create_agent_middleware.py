@@ -16,7 +16,7 @@ import time
 
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
-from travel_tools import SYSTEM_PROMPT, TOOLS, model_options, models, show
+from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_threshold, model_options, models, show
 
 from spec_tool_node import (
     CascadeConfig,
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         system_prompt=SYSTEM_PROMPT,
         middleware=[
             SpeculativeActionMiddleware(
-                proposer=proposer, verifier=verifier, config=CascadeConfig(mode="D")
+                proposer=proposer,
+                verifier=verifier,
+                config=CascadeConfig(mode="D", threshold=bundle_threshold(args.bundle)),
             ),
             SafetyGateMiddleware(POLICY),
         ],

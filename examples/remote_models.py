@@ -11,7 +11,7 @@ Start two servers on the packaged models (llama.cpp's server here; vLLM works th
 
 Both servers return Qwen2.5-Coder's tool calls as JSON text in ``content`` with ``tool_calls``
 empty, so each ``ChatOpenAI`` is wrapped with ``with_parsed_tool_calls``. The verifier is the
-bundle's trained verifier, run in-process (one forward pass, no generation); ``--verifier-url``
+bundle's verifier, run in-process (one forward pass, no generation); ``--verifier-url``
 reads it from a server instead. The ledger prices every call per token (``CostModel`` basis
 ``tokens``, prices per million tokens as price sheets quote them) from the usage the servers
 report.
@@ -25,7 +25,7 @@ import time
 from add_to_your_agent import build_agent
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
-from travel_tools import BUNDLE, SYSTEM_PROMPT, TOOLS, bundle_verifier, show
+from travel_tools import BUNDLE, SYSTEM_PROMPT, TOOLS, bundle_threshold, bundle_verifier, show
 
 from spec_tool_node import (
     CascadeConfig,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         strong=strong,
         verifier=verifier,
         tools=TOOLS,
-        config=CascadeConfig(mode="D", cost_model=PRICES),
+        config=CascadeConfig(mode="D", threshold=bundle_threshold(args.bundle), cost_model=PRICES),
         system_prompt=SYSTEM_PROMPT,
     )
     agent = build_agent(node)  # the ReAct graph of add_to_your_agent.py

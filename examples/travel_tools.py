@@ -3,8 +3,9 @@
 Five tools over a small in-memory world (weather, local time, currency rates, flights, payments),
 so an example's agent has real choices to make and its tool results are checkable. The model
 helpers pick the packaged models: Qwen2.5-Coder-0.5B drafts, Qwen2.5-Coder-1.5B acts, the
-committed bundle's verifier scores; ``--small`` swaps in SmolLM2-135M everywhere so a smoke test
-finishes in seconds (its answers are poor, the plumbing is the same).
+committed default bundle's verifier (the probe on Qwen2.5-Coder-0.5B's hidden states) scores at
+its calibrated threshold; ``--small`` swaps in SmolLM2-135M as proposer and strong model so a
+smoke test finishes in seconds (its answers are poor, the plumbing is the same).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import tool
 
-from spec_tool_node import HFChatModel, TrainedVerifier
+from spec_tool_node import HFChatModel
 from spec_tool_node.bundle import Bundle
+from spec_tool_node.verifiers import Verifier, load_verifier
 
 PROPOSER = "qwen2.5-coder-0.5b-instruct"
 STRONG = "qwen2.5-coder-1.5b-instruct"
 SMALL = "smollm2-135m-instruct"
-BUNDLE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "verifier" / "bundle"
+BUNDLE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "default_bundle"
 SYSTEM_PROMPT = (
     "You are a travel assistant. Call a tool when it helps, one call per step; "
     "when the tool results answer the question, reply briefly in plain text."
@@ -113,7 +115,7 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def models(args: argparse.Namespace) -> tuple[HFChatModel, HFChatModel, TrainedVerifier]:
+def models(args: argparse.Namespace) -> tuple[HFChatModel, HFChatModel, Verifier]:
     """(proposer, strong, verifier) as the options say; the verifier is the bundle's."""
     proposer_name, strong_name = (SMALL, SMALL) if args.small else (args.proposer, args.strong)
     budget = 24 if args.small else args.max_new_tokens
@@ -124,12 +126,17 @@ def models(args: argparse.Namespace) -> tuple[HFChatModel, HFChatModel, TrainedV
     )
 
 
-def bundle_verifier(bundle: str | Path) -> TrainedVerifier:
-    """The trained verifier a bundle ships (base model, LoRA adapter, prompt length)."""
+def bundle_verifier(bundle: str | Path) -> Verifier:
+    """The verifier a bundle ships: a probe head or a LoRA adapter on its base model."""
     spec = Bundle.from_pretrained(bundle).config.verifier
     if spec is None:
         raise SystemExit(f"bundle {bundle} has no verifier")
-    return TrainedVerifier(model=spec.model, adapter=spec.adapter, max_length=spec.max_length)
+    return load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
+
+
+def bundle_threshold(bundle: str | Path) -> float:
+    """The accept threshold calibrated with the bundle's verifier (on training data)."""
+    return Bundle.from_pretrained(bundle).config.threshold
 
 
 def show(messages: list[BaseMessage]) -> None:
