@@ -90,12 +90,11 @@ def main() -> None:
 
     # -- training side only ------------------------------------------------------------------
     have = set(zip(features.ids, features.drafts, strict=True))
-    train = [(e, d) for e, d in train_items(args.drafts, args.train_cache) if (e.id, d) in have]
-    n_invalid = invalid_train_drafts(args.drafts, args.train_cache)
-    if args.train_ids is not None:
-        chosen = set(json.loads(args.train_ids.read_text()))
-        train = [(e, d) for e, d in train if e.id in chosen]
-        n_invalid = len(chosen) - len(train)
+    ids = set(json.loads(args.train_ids.read_text())) if args.train_ids else None
+    train = [
+        (e, d) for e, d in train_items(args.drafts, args.train_cache, ids) if (e.id, d) in have
+    ]
+    n_invalid = invalid_train_drafts(args.drafts, args.train_cache, ids)
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")

@@ -122,6 +122,11 @@ def main() -> None:
         "--samples", type=Path, default=Path("benchmarks/results/bfcl/single_turn/samples.jsonl")
     )
     parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument(
+        "--train-ids",
+        type=Path,
+        help="JSON list of the training examples to use (the caches grow as mining goes on)",
+    )
     parser.add_argument("--max-cost", type=float, default=0.7)
     parser.add_argument("--live", type=int, default=6, help="drafts scored live and timed")
     parser.add_argument(
@@ -152,8 +157,9 @@ def main() -> None:
     assert all((f.layers, f.poolings) == (features.layers, features.poolings) for f in parts)
 
     # -- training side only ------------------------------------------------------------------
-    train = train_items(args.drafts, args.train_cache)
-    n_invalid = invalid_train_drafts(args.drafts, args.train_cache)
+    ids = set(json.loads(args.train_ids.read_text())) if args.train_ids else None
+    train = train_items(args.drafts, args.train_cache, ids)
+    n_invalid = invalid_train_drafts(args.drafts, args.train_cache, ids)
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")

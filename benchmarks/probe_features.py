@@ -22,8 +22,9 @@ from spec_tool_node.training.probe import extract_features
 PROPOSER = "qwen2.5-coder-0.5b-instruct"
 
 
-def train_items(drafts: Path, train_cache: Path | None) -> list:
-    """(example, canonical draft) of every valid training-side draft."""
+def train_items(drafts: Path, train_cache: Path | None, ids: set[str] | None = None) -> list:
+    """(example, canonical draft) of every valid training-side draft (of ``ids`` only, when
+    given: the caches grow while mining goes on)."""
     examples = {e.id: e for e in bfcl.load_split("train", bfcl.TRAIN_SINGLE_TURN)}
     items = [
         (examples[i], r["draft"]) for i, r in load_draft_cache(drafts).items() if r.get("valid")
@@ -34,22 +35,24 @@ def train_items(drafts: Path, train_cache: Path | None) -> list:
         for i, c in collection.records.items():
             if i not in have and c.draft and c.draft.get("valid"):
                 items.append((examples[i], c.draft["action"]))
-    return items
+    return [(e, d) for e, d in items if ids is None or e.id in ids]
 
 
-def invalid_train_drafts(drafts: Path, train_cache: Path | None) -> int:
-    """How many training-side drafts are invalid (they always fall back, which the threshold's
-    cost must count)."""
+def invalid_train_drafts(
+    drafts: Path, train_cache: Path | None, ids: set[str] | None = None
+) -> int:
+    """How many training-side drafts (of ``ids``, when given) are invalid: they always fall
+    back, which the threshold's cost must count."""
     records = load_draft_cache(drafts)
-    invalid = sum(not r.get("valid") for r in records.values())
+    invalid = {i for i, r in records.items() if not r.get("valid")}
     if train_cache is not None:
         collection = load_collection(train_cache, ModelKeys(proposer=model_key(PROPOSER)))
-        invalid += sum(
-            1
+        invalid |= {
+            i
             for i, c in collection.records.items()
             if i not in records and c.draft and not c.draft.get("valid")
-        )
-    return invalid
+        }
+    return len(invalid if ids is None else invalid & ids)
 
 
 def heldout_items(cache: Path, limit: int) -> list:
