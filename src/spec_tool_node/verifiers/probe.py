@@ -314,8 +314,10 @@ class ProbeVerifier(Verifier):
     """p(ACCEPT) from a frozen causal LM's hidden states over (context + draft) and a small head.
 
     Args:
-        head: the trained head (its ``base_model`` is loaded on first use, unless ``loaded``
-            is given; in mode G it is never loaded).
+        head: the trained head. Its ``base_model`` is loaded on first use, unless ``loaded`` is
+            given; in mode G it is never loaded. A model that cannot be loaded therefore shows
+            at the first score, as any verifier failure does: the draft is rejected and the
+            ledger's reject reason names the error.
         model: load this model instead of ``head.base_model`` (the same weights elsewhere).
         dtype, device: as for ``HFChatModel``.
         loaded: an already-loaded ``(model, tokenizer)`` pair (e.g. the proposer's own).
