@@ -353,3 +353,23 @@ def test_eval_simulates_mode_g_with_a_drafting_probe_bundle(
                  "--cache", str(plain), "--out", str(tmp_path / "o3")])  # fmt: skip
     assert code == 2
     assert "lack them" in capsys.readouterr().err
+
+
+def test_a_base_model_that_cannot_load_shows_as_a_rejected_draft_with_its_error(tmp_path):
+    """The base model loads on first use: in mode D a name that cannot be loaded makes the
+    first score fail, which rejects the draft (the strong model acts) and names the error."""
+    from spec_tool_node.config import CascadeConfig
+    from spec_tool_node.node import SpeculativeActionNode
+    from tests.scripted import ScriptedChatModel, call, say
+
+    verifier = ProbeVerifier(_head(8, [1]), model=str(tmp_path / "no-such-model"))
+    node = SpeculativeActionNode(
+        proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
+        strong=ScriptedChatModel(name="strong", script=[say("Sunny.")]),
+        verifier=verifier,
+        tools=[TOOL],
+        config=CascadeConfig(mode="D"),
+    )
+    (turn,) = node.invoke({"messages": CONTEXT})["spec_ledger"]
+    assert turn.path == "fallback" and turn.winner == "strong"
+    assert "could not load model" in turn.reject_reason
