@@ -373,3 +373,28 @@ def test_a_base_model_that_cannot_load_shows_as_a_rejected_draft_with_its_error(
     (turn,) = node.invoke({"messages": CONTEXT})["spec_ledger"]
     assert turn.path == "fallback" and turn.winner == "strong"
     assert "could not load model" in turn.reject_reason
+
+
+def test_mode_g_middleware_reads_the_drafting_pass_through_create_agent(tiny_model, tiny_tokenizer):
+    """The middleware binds the probe's layers into the draft request's model settings: the
+    decision's p(ACCEPT) is the probe's reading of the drafting pass, with no verifier call."""
+    from langchain.agents import create_agent
+
+    from spec_tool_node.config import CascadeConfig
+    from spec_tool_node.middleware import SpeculativeActionMiddleware
+
+    def chat(name: str) -> HFChatModel:
+        return HFChatModel(model=name, loaded=(tiny_model, tiny_tokenizer), max_new_tokens=6)
+
+    head = _head(tiny_model.config.hidden_size, [2], "drafting")
+    head.weights = [w * 0.01 for w in head.weights]
+    verifier = ProbeVerifier(head, model="tiny")
+    middleware = SpeculativeActionMiddleware(
+        proposer=chat("tiny"), verifier=verifier, config=CascadeConfig(mode="G", gate_threshold=0.0)
+    )
+    assert middleware.draft_kwargs == {"hidden_layers": (2,)}
+    agent = create_agent(model=chat("tiny-strong"), tools=[], middleware=[middleware])
+    out = agent.invoke({"messages": CONTEXT})
+    (turn,) = out["spec_ledger"]
+    assert turn.path == "accepted" and 0.0 < turn.p_accept < 1.0
+    assert [c.role for c in turn.calls] == ["cheap"]
