@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from probe_eval import HEADS, LAYERS, MLP_HEADS, STRONG, choose_threshold
-from probe_features import PROPOSER, heldout_items, invalid_train_drafts, train_items
+from probe_features import PROPOSER, heldout_items, training_side, training_side_options
 
 from spec_tool_node import bfcl
 from spec_tool_node.actions import action_from_canonical
@@ -67,18 +67,8 @@ def main() -> None:
         "--teacher-forced", type=Path, help="held-out teacher-forced feature cache (comparison)"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument(
-        "--drafts", type=Path, default=Path("benchmarks/results/verifier/drafts_train.jsonl")
-    )
-    parser.add_argument(
-        "--train-cache", type=Path, default=Path("benchmarks/results/probe/cache_train")
-    )
+    training_side_options(parser)
     parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument(
-        "--train-ids",
-        type=Path,
-        help="JSON list of the training examples to use (the caches grow as mining goes on)",
-    )
     parser.add_argument(
         "--samples", type=Path, default=Path("benchmarks/results/bfcl/single_turn/samples.jsonl")
     )
@@ -90,11 +80,8 @@ def main() -> None:
 
     # -- training side only ------------------------------------------------------------------
     have = set(zip(features.ids, features.drafts, strict=True))
-    ids = set(json.loads(args.train_ids.read_text())) if args.train_ids else None
-    train = [
-        (e, d) for e, d in train_items(args.drafts, args.train_cache, ids) if (e.id, d) in have
-    ]
-    n_invalid = invalid_train_drafts(args.drafts, args.train_cache, ids)
+    items, n_invalid = training_side(args)
+    train = [(e, d) for e, d in items if (e.id, d) in have]
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from probe_features import PROPOSER, heldout_items, invalid_train_drafts, train_items
+from probe_features import PROPOSER, heldout_items, training_side, training_side_options
 
 from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.bfcl.matching import matches
@@ -111,22 +111,12 @@ def main() -> None:
         "--features", type=Path, nargs="+", required=True, help="feature cache folder(s)"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument(
-        "--drafts", type=Path, default=Path("benchmarks/results/verifier/drafts_train.jsonl")
-    )
-    parser.add_argument(
-        "--train-cache", type=Path, default=Path("benchmarks/results/probe/cache_train")
-    )
+    training_side_options(parser)
     parser.add_argument("--heldout-cache", type=Path, default=Path("benchmarks/results/bfcl/cache"))
     parser.add_argument(
         "--samples", type=Path, default=Path("benchmarks/results/bfcl/single_turn/samples.jsonl")
     )
     parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument(
-        "--train-ids",
-        type=Path,
-        help="JSON list of the training examples to use (the caches grow as mining goes on)",
-    )
     parser.add_argument("--max-cost", type=float, default=0.7)
     parser.add_argument("--live", type=int, default=6, help="drafts scored live and timed")
     parser.add_argument(
@@ -157,9 +147,7 @@ def main() -> None:
     assert all((f.layers, f.poolings) == (features.layers, features.poolings) for f in parts)
 
     # -- training side only ------------------------------------------------------------------
-    ids = set(json.loads(args.train_ids.read_text())) if args.train_ids else None
-    train = train_items(args.drafts, args.train_cache, ids)
-    n_invalid = invalid_train_drafts(args.drafts, args.train_cache, ids)
+    train, n_invalid = training_side(args)
     examples = {e.id: e for e, _ in train}
     right = np.array([matches(action_from_canonical(d), e.gold) for e, d in train], dtype=float)
     strong_file = ModelKeys(strong=model_key(STRONG)).path(args.train_cache, "strong")

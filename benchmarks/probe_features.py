@@ -12,6 +12,7 @@ the evaluation cache. Every layer and pooling is cached, so the choice among the
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from spec_tool_node import bfcl
@@ -53,6 +54,29 @@ def invalid_train_drafts(
             if i not in records and c.draft and not c.draft.get("valid")
         }
     return len(invalid if ids is None else invalid & ids)
+
+
+def training_side_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say which training-side drafts a script reads."""
+    parser.add_argument(
+        "--drafts", type=Path, default=Path("benchmarks/results/verifier/drafts_train.jsonl")
+    )
+    parser.add_argument(
+        "--train-cache", type=Path, default=Path("benchmarks/results/probe/cache_train")
+    )
+    parser.add_argument(
+        "--train-ids",
+        type=Path,
+        help="JSON list of the training examples to use (the caches grow as mining goes on)",
+    )
+
+
+def training_side(args: argparse.Namespace) -> tuple[list, int]:
+    """(example, canonical draft) of the valid training drafts, and how many are invalid, as
+    :func:`training_side_options` chose them."""
+    ids = set(json.loads(args.train_ids.read_text())) if args.train_ids else None
+    items = train_items(args.drafts, args.train_cache, ids)
+    return items, invalid_train_drafts(args.drafts, args.train_cache, ids)
 
 
 def heldout_items(cache: Path, limit: int) -> list:

@@ -128,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     from spec_tool_node.evaluation.report import results_table, write_report
     from spec_tool_node.evaluation.simulator import live_check, simulate
     from spec_tool_node.node import load_policy
+    from spec_tool_node.verifiers.probe import is_probe
 
     modes = _modes(args.modes)
     examples = load_dataset(args.data, limit=args.limit, on_error=args.on_error)
@@ -163,7 +164,9 @@ def _run(args: argparse.Namespace) -> int:
         for role in ("proposer", "verifier", "strong")
     }
     # mode G with a probe on the proposer's drafting pass: the drafts must carry its states
-    probe = models.get("verifier") if "G" in modes and config.verifier else None
+    # (only a probe folder can be one: a LoRA verifier is not loaded to find that out)
+    gates = "G" in modes and config.verifier is not None and is_probe(config.verifier.adapter)
+    probe = models.get("verifier") if gates else None
     probe = probe if probe is not None and probe.reads_drafting_pass else None
     hidden: dict[str, Any] = {}
     if probe is not None and given["proposer"] is not None:
