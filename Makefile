@@ -10,11 +10,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install models demo test slow lint bench clean
 
-# One resolver run for torch and the package (each pip start costs seconds on 2 cores).
+# One resolver run for torch and the package (each pip start costs seconds on 2 cores), without
+# compiling every installed module up front (half the install's time here): Python compiles what
+# is imported, once, on first use.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$(TORCH)" -e ".[dev,bench,train,bfcl]"
-	$(PY) -m pip install -q --no-deps "$(BFCL)"
+	$(PY) -m pip install -q --no-compile "$(TORCH)" -e ".[dev,bench,train,bfcl]"
+	$(PY) -m pip install -q --no-compile --no-deps "$(BFCL)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -48,6 +48,7 @@ from spec_tool_node.training.probe import (
     strong_correct,
     train_head,
 )
+from spec_tool_node.verifiers.probe import LOGPROB_STATS
 
 STRONG = "qwen2.5-coder-1.5b-instruct"
 HEADS = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0))
@@ -125,6 +126,14 @@ def main() -> None:
         help="also write these drafts' features at --export-layers as a small feature cache",
     )
     parser.add_argument("--export-layers", default="6,12,18,24")
+    parser.add_argument(
+        "--stat-sets",
+        nargs="+",
+        default=["none"],
+        help="log-prob statistics the selection may append to the hidden states, one set per "
+        "argument ('none', or names joined by commas, e.g. values_mean,values_min); with any set "
+        "given, the statistics alone are a candidate too",
+    )
     parser.add_argument("--bundle", type=Path, default=Path("benchmarks/results/probe/bundle"))
     parser.add_argument(
         "--label",
@@ -143,7 +152,12 @@ def main() -> None:
         [i for f in parts for i in f.ids],
         [d for f in parts for d in f.drafts],
         np.concatenate([f.features for f in parts]),
+        None
+        if any(f.logprobs is None for f in parts)
+        else np.concatenate([f.logprobs for f in parts]),
     )
+    stat_sets = [[] if s == "none" else s.split(",") for s in args.stat_sets]
+    layers = LAYERS + ([[]] if any(stat_sets) else [])
     assert all((f.layers, f.poolings) == (features.layers, features.poolings) for f in parts)
 
     # -- training side only ------------------------------------------------------------------
@@ -174,7 +188,7 @@ def main() -> None:
                 results["label defer"] = {"skipped": f"{int((~y).sum())} reject labels"}
                 continue
         fs = ftrain.select([(e.id, d) for (e, d), k in zip(train, keep, strict=True) if k])
-        selection = select_probe(fs, y, layers=LAYERS, heads=HEADS)
+        selection = select_probe(fs, y, layers=layers, heads=HEADS, stat_sets=stat_sets)
         top = sorted(selection.rows, key=lambda r: -r["cv_auroc"])[:1]
         mlp = select_probe(
             fs,
@@ -182,6 +196,7 @@ def main() -> None:
             layers=[r["layers"] for r in top],
             poolings=sorted({r["pooling"] for r in top}),
             heads=MLP_HEADS,
+            stat_sets=[top[0]["logprob_stats"]],
         )
         chosen = mlp if mlp.best["cv_auroc"] > selection.best["cv_auroc"] else selection
         best = chosen.best
@@ -194,6 +209,7 @@ def main() -> None:
             layers=[best["layers"]],
             poolings=[best["pooling"]],
             heads=[HeadSpec(best["C"], best["hidden"])],
+            stat_sets=[best["logprob_stats"]],
         )
         threshold, table = choose_threshold(full.oof, right, g, args.max_cost, n_invalid)
         head = train_head(
@@ -202,6 +218,7 @@ def main() -> None:
             layers=best["layers"],
             pooling=best["pooling"],
             spec=HeadSpec(best["C"], best["hidden"]),
+            logprob_stats=best["logprob_stats"],
         )
         head.threshold = threshold
         variants[label] = head
@@ -236,9 +253,14 @@ def main() -> None:
         ),
     )
     signals = {
-        f"probe ({label} labels)": head.predict(fheld.matrix(head.layers, head.pooling))
+        f"probe ({label} labels)": head.predict(
+            fheld.matrix(head.layers, head.pooling, head.logprob_stats)
+        )
         for label, head in variants.items()
     }
+    if fheld.logprobs is not None:  # reference: each statistic of the probe's own pass alone
+        for j, stat in enumerate(LOGPROB_STATS):
+            signals[f"teacher-forced {stat}"] = fheld.logprobs[:, j].astype(np.float64)
     signals["prompted strong judge"] = np.array([base[i].judge["p"][0] for i in ids])
     signals["proposer mean log-prob"] = np.array(
         [math.exp(base[i].draft["mean_logprob"]) for i in ids]
@@ -370,11 +392,17 @@ def main() -> None:
             + "\n"
         )
         index = [features.layers.index(layer) for layer in keep]
+        stats = (
+            {}
+            if features.logprobs is None
+            else {"logprobs": np.concatenate([f.logprobs for f in both])}
+        )
         np.savez_compressed(
             args.export / "part-00000.npz",
             ids=np.array([i for f in both for i in f.ids]),
             drafts=np.array([d for f in both for d in f.drafts]),
             features=np.concatenate([f.features[:, :, index] for f in both]).astype(np.float16),
+            **stats,
         )
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(json.dumps(results, indent=1, default=str))

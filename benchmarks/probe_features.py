@@ -95,10 +95,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="feature cache folder")
-    parser.add_argument(
-        "--drafts", type=Path, default=Path("benchmarks/results/verifier/drafts_train.jsonl")
-    )
-    parser.add_argument("--train-cache", type=Path, help="training-side collector cache")
+    training_side_options(parser)
     parser.add_argument("--heldout-cache", type=Path, default=Path("benchmarks/results/bfcl/cache"))
     parser.add_argument("--limit", type=int, default=50, help="held-out examples per category")
     parser.add_argument("--base", default=PROPOSER, help="probe base model")
@@ -112,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     items = []
     if args.only != "heldout":
-        items += train_items(args.drafts, args.train_cache)
+        items += training_side(args)[0]
     if args.only != "train":
         items += heldout_items(args.heldout_cache, args.limit)
     if args.reverse:

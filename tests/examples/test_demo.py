@@ -11,6 +11,7 @@ from tests.examples.test_examples import run_example
 pytestmark = pytest.mark.packaged
 
 
+@pytest.mark.slow
 def test_demo_prints_the_table_and_writes_the_plot(tmp_path):
     out = run_example("demo.py", "--small", "--out", str(tmp_path))
     assert "mode F against A: relative cost" in out  # the default bundle runs mode F

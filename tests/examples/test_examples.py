@@ -1,5 +1,9 @@
 """Every example runs with one command; smoke tests with small settings (SmolLM2-135M everywhere).
 
+`make test` runs the first, the one-line integration, as the examples' real-model smoke test; each
+of the others starts Python, loads real models and runs an agent (half a minute on 2 cores), so
+they are `slow` (`make slow`), as is `make demo`'s test.
+
 The remote-models example runs against a real llama.cpp server on Qwen2.5-Coder-0.5B (slow).
 """
 
@@ -39,6 +43,7 @@ def test_add_to_your_agent():
     assert "relative cost" in after and " D " in after  # the ledger of the speculative run
 
 
+@pytest.mark.slow
 def test_create_agent_middleware():
     out = run_example("create_agent_middleware.py", "--small")
     before, after = out.split("\nafter (cascade + safety gate middleware")
@@ -46,6 +51,7 @@ def test_create_agent_middleware():
     assert "relative cost" in after and " D " in after
 
 
+@pytest.mark.slow
 def test_gate_probe():
     """--small has no probe for SmolLM2, so mode G falls back to its log-prob signal; the full
     run (Qwen models, the committed drafting probe) is in the example's docstring."""
@@ -54,6 +60,7 @@ def test_gate_probe():
     assert "roles called: cheap" in out and "verifier" not in out.split("roles called:")[1]
 
 
+@pytest.mark.slow
 def test_safety_policy():
     out = run_example("safety_policy.py", "--small")
     assert "policy travel.yaml: transfer-limit, transfers-need-the-strong-model" in out
@@ -78,6 +85,7 @@ def test_remote_models_against_a_real_llama_cpp_server(tmp_path):
     assert any(" cheap " in line and "in=" in line for line in calls)
 
 
+@pytest.mark.slow
 def test_lossless():
     out = run_example("lossless.py", "--small", "--question", "Convert 250 EUR to USD.")
     assert "mode A actions:" in out and "mode F actions:" in out

@@ -20,6 +20,7 @@ from spec_tool_node.training.probe import (
     out_of_fold,
     select_probe,
     strong_correct,
+    train_head,
 )
 from spec_tool_node.verifiers.probe import POOLINGS, ProbeHead
 
@@ -129,6 +130,44 @@ def test_selection_finds_the_informative_configuration(tiny_model, tiny_tokenize
         select_probe(features, [True] * 16)
 
 
+def test_selection_may_append_the_drafts_logprob_stats(tiny_model, tiny_tokenizer, tmp_path):
+    items = _items(_examples(16))
+    labels = [d == _draft("Paris") for _, d in items]
+    features = extract_features(
+        items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), layers=[1, 2]
+    )
+    assert features.logprobs is not None and features.logprobs.shape == (16, 3)
+    selection = select_probe(
+        features, labels, layers=[[1], []], poolings=["mean"], stat_sets=[[], ["values_min"]],
+        folds=4,
+    )  # fmt: skip
+    assert [(r["layers"], r["logprob_stats"]) for r in selection.rows[::3]] == [
+        ([1], []),
+        ([1], ["values_min"]),
+        ([], ["values_min"]),  # the statistic alone; no configuration reads nothing
+    ]
+    head = train_head(
+        features, labels, layers=[1], pooling="mean", spec=HeadSpec(0.1),
+        logprob_stats=["values_min"],
+    )  # fmt: skip
+    assert head.logprob_stats == ["values_min"] and head.mean.shape == (
+        tiny_model.config.hidden_size + 1,
+    )
+    with pytest.raises(ValueError, match="unknown log-prob statistics"):
+        select_probe(features, labels, stat_sets=[["entropy"]])
+    # a cache from before the statistics were recorded still serves the hidden states alone
+    part = next(tmp_path.glob("part-*.npz"))
+    with np.load(part) as data:
+        np.savez(part, ids=data["ids"], drafts=data["drafts"], features=data["features"])
+    old = load_features(tmp_path)
+    assert old.logprobs is None and old.matrix([1], "mean").shape == (
+        16,
+        tiny_model.config.hidden_size,
+    )
+    with pytest.raises(ValueError, match="no log-prob statistics"):
+        old.matrix([1], "mean", ["values_min"])
+
+
 def test_deferral_labels_reject_only_where_the_strong_model_would_fix_it(tmp_path):
     examples = {e.id: e for e in _examples(4)}
     ids = list(examples)
@@ -209,6 +248,11 @@ def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, c
     assert good.p_accept > bad.p_accept
     # a rerun reads the cached features: no model load is needed for them
     assert main(argv) == 0 and len(list((out / "features").glob("part-*.npz"))) == 1
+    # the draft's log-prob statistics are candidates beside the hidden states
+    assert main([*argv, "--logprob-stats", "none", "values_mean,values_min"]) == 0
+    rows = json.loads((out / "validation.json").read_text())
+    assert {tuple(r["logprob_stats"]) for r in rows} == {(), ("values_mean", "values_min")}
+    assert "log-prob statistics" in capsys.readouterr().out
 
 
 def test_probe_method_needs_drafts(tmp_path, capsys):

@@ -13,12 +13,13 @@ from spec_tool_node.actions import RespondAction, ToolCall, ToolCallsAction
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.chat_models.templates import render_reply
 from spec_tool_node.verifiers.probe import (
+    LOGPROB_STATS,
     POOLINGS,
     ProbeHead,
     ProbeVerifier,
     RenderedDraft,
     is_probe,
-    pooled_hidden_states,
+    read_drafts,
     render_draft,
     wrapped_tools,
 )
@@ -90,11 +91,67 @@ def test_batched_features_equal_one_at_a_time(tiny_model, tiny_tokenizer):
     long = render_draft(
         tiny_tokenizer, [HumanMessage("Weather? " * 30)], [TOOL], RespondAction(content="Sunny.")
     )
-    both = pooled_hidden_states(tiny_model, tiny_tokenizer, [short, long], [0, 1, 2], batch_size=2)
-    alone = pooled_hidden_states(tiny_model, tiny_tokenizer, [short], [0, 1, 2], batch_size=1)
-    assert both.shape == (2, len(POOLINGS), 3, tiny_model.config.hidden_size)
-    np.testing.assert_allclose(both[0], alone[0], atol=1e-4)
-    assert not np.allclose(both[0], both[1])
+    both = read_drafts(tiny_model, tiny_tokenizer, [short, long], [0, 1, 2], batch_size=2)
+    alone = read_drafts(tiny_model, tiny_tokenizer, [short], [0, 1, 2], batch_size=1)
+    assert both.pooled.shape == (2, len(POOLINGS), 3, tiny_model.config.hidden_size)
+    assert both.logprobs.shape == (2, len(LOGPROB_STATS))
+    np.testing.assert_allclose(both.pooled[0], alone.pooled[0], atol=1e-4)
+    np.testing.assert_allclose(both.logprobs[0], alone.logprobs[0], atol=1e-4)
+    assert not np.allclose(both.pooled[0], both.pooled[1])
+
+
+def test_logprob_stats_are_the_models_own_log_probs_of_the_reply(tiny_model, tiny_tokenizer):
+    """The statistics equal a full pass's logits at the reply's tokens: the mean and minimum over
+    the value tokens (the whole reply for a text answer) and the mean over the reply."""
+    call = render_draft(tiny_tokenizer, CONTEXT, [TOOL], RIGHT)
+    text = render_draft(tiny_tokenizer, CONTEXT, [TOOL], RespondAction(content="Sunny."))
+    reading = read_drafts(tiny_model, tiny_tokenizer, [call, text], [1], ["mean"], batch_size=2)
+    for row, r in enumerate([call, text]):
+        with torch.inference_mode():
+            logits = tiny_model(input_ids=torch.tensor([r.input_ids])).logits[0].float()
+        token = torch.log_softmax(logits, -1)[torch.arange(len(r.input_ids) - 1), r.input_ids[1:]]
+        reply = token[r.reply_start - 1 :].numpy()
+        values = token[[p - 1 for p in r.values]].numpy() if r.values else reply
+        expected = [values.mean(), values.min(), reply.mean()]
+        np.testing.assert_allclose(reading.logprobs[row], expected, atol=1e-4)
+    assert call.values and reading.logprobs[0, 0] != reading.logprobs[0, 2]
+
+
+def test_a_head_with_logprob_stats_reads_them_after_the_hidden_states(
+    tiny_model, tiny_tokenizer, tmp_path
+):
+    hidden = tiny_model.config.hidden_size
+    head = _head(hidden + 1, [1])  # one layer plus one statistic
+    head.layers, head.logprob_stats = [1], ["values_min"]
+    verifier = ProbeVerifier(head, loaded=(tiny_model, tiny_tokenizer))
+    reading = read_drafts(
+        tiny_model,
+        tiny_tokenizer,
+        [render_draft(tiny_tokenizer, CONTEXT, [TOOL], WRONG)],
+        [1],
+        ["mean"],
+    )
+    expected = head.predict(
+        np.concatenate([reading.pooled[:, 0, 0], reading.logprobs[:, [1]]], axis=1)
+    )
+    assert verifier.score(CONTEXT, [TOOL], WRONG).p_accept == pytest.approx(expected[0], abs=1e-5)
+    head.save(tmp_path / "probe")
+    again = ProbeVerifier.from_pretrained(tmp_path / "probe", loaded=(tiny_model, tiny_tokenizer))
+    assert again.head.logprob_stats == ["values_min"]
+    assert again.score(CONTEXT, [TOOL], WRONG).p_accept == pytest.approx(expected[0], abs=1e-5)
+    with pytest.raises(ValueError, match="unknown log-prob statistics"):
+        ProbeHead(
+            "tiny",
+            [1],
+            "mean",
+            head.mean,
+            head.scale,
+            head.weights,
+            head.biases,
+            logprob_stats=["entropy"],
+        )
+    with pytest.raises(ValueError, match="at least one layer"):
+        ProbeHead("tiny", [], "mean", head.mean, head.scale, head.weights, head.biases)
 
 
 def test_head_predict_is_the_mlp_it_describes():
@@ -161,8 +218,7 @@ def test_verifier_scores_and_round_trips_to_identical_scores(
 def _drafting_features(model, tokenizer, prompt_ids, reply_ids, layers):
     """The ``drafting`` pooling of one forward pass over the prompt and the reply's tokens."""
     rendered = RenderedDraft(prompt_ids + reply_ids, len(prompt_ids))
-    pooled = pooled_hidden_states(model, tokenizer, [rendered], layers, ["drafting"])
-    return pooled[0, 0]
+    return read_drafts(model, tokenizer, [rendered], layers, ["drafting"]).pooled[0, 0]
 
 
 def test_the_drafting_pass_returns_the_drafting_pooling_of_its_own_tokens(
@@ -223,6 +279,11 @@ def test_mode_g_refuses_a_probe_that_cannot_read_this_proposer(tiny_model, tiny_
         drafting.drafting_options(chat)
     with pytest.raises(ConfigError, match="local proposer"):
         drafting.drafting_options(object())
+    with_stats = ProbeVerifier(_head(tiny_model.config.hidden_size + 1, [1], "drafting"))
+    with_stats.head.logprob_stats = ["values_mean"]
+    assert not with_stats.reads_drafting_pass
+    with pytest.raises(ConfigError, match="log-prob statistics"):
+        with_stats.drafting_options(chat)
 
 
 def test_mode_g_with_a_drafting_probe_gates_on_its_score(tiny_model, tiny_tokenizer):

@@ -105,6 +105,15 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
         "makes mode G's probe, which scores drafts from the proposer's own drafting pass",
     )
     g.add_argument(
+        "--logprob-stats",
+        nargs="+",
+        default=["none"],
+        metavar="SET",
+        help="candidate sets of the draft's log-prob statistics to append to the hidden states "
+        "(values_mean, values_min, reply_mean; joined by commas, 'none' for hidden states "
+        "alone), e.g. --logprob-stats none values_mean,values_min; not with 'drafting'",
+    )
+    g.add_argument(
         "--C",
         type=lambda t: [float(x) for x in t.split(",")],
         default=[0.01, 0.1, 1.0],
@@ -290,6 +299,7 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
         layers=_layer_sets(args.layers),
         poolings=_split_list(args.poolings),
         heads=heads,
+        stat_sets=[[] if s == "none" else s.split(",") for s in args.logprob_stats],
         folds=args.folds,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -301,7 +311,8 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
     best = run.selection.best
     print(
         f"probe on {run.n_drafts} drafts ({run.n_accept} to accept): layers {best['layers']}, "
-        f"pooling {best['pooling']}, {best['head']}, cross-validated AUROC {best['cv_auroc']:.3f}, "
+        f"pooling {best['pooling']}, log-prob statistics {best['logprob_stats'] or 'none'}, "
+        f"{best['head']}, cross-validated AUROC {best['cv_auroc']:.3f}, "
         f"threshold {run.threshold:.4f}\nprobe: {args.out}"
     )
     return 0

@@ -22,7 +22,13 @@ import numpy as np
 
 from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.example_files import Example
-from spec_tool_node.verifiers.probe import POOLINGS, ProbeHead, pooled_hidden_states, render_draft
+from spec_tool_node.verifiers.probe import (
+    LOGPROB_STATS,
+    POOLINGS,
+    ProbeHead,
+    read_drafts,
+    render_draft,
+)
 
 META_FILE = "features.json"
 
@@ -41,11 +47,25 @@ class FeatureSet:
     drafts: list[str]
     features: np.ndarray
     """``[n, len(poolings), len(layers), hidden]``, float16 on disk."""
+    logprobs: np.ndarray | None = None
+    """``[n, len(LOGPROB_STATS)]`` draft log-prob statistics; ``None`` in a cache made before
+    they were recorded."""
 
-    def matrix(self, layers: Sequence[int], pooling: str) -> np.ndarray:
-        """``[n, len(layers) * hidden]`` float64 features of one configuration."""
+    def matrix(self, layers: Sequence[int], pooling: str, stats: Sequence[str] = ()) -> np.ndarray:
+        """``[n, len(layers) * hidden + len(stats)]`` float64 features of one configuration.
+
+        Raises:
+            ValueError: ``stats`` are asked of a cache that lacks them.
+        """
         p = self.poolings.index(pooling)
         columns = [self.features[:, p, self.layers.index(layer)] for layer in layers]
+        if stats:
+            if self.logprobs is None:
+                raise ValueError(
+                    "this feature cache has no log-prob statistics (made before they were "
+                    "recorded): extract the features again into a new folder"
+                )
+            columns.append(self.logprobs[:, [LOGPROB_STATS.index(s) for s in stats]])
         return np.concatenate(columns, axis=1).astype(np.float64)
 
     def select(self, keys: Sequence[tuple[str, str]]) -> FeatureSet:
@@ -63,30 +83,39 @@ class FeatureSet:
             [self.ids[i] for i in rows],
             [self.drafts[i] for i in rows],
             self.features[rows],
+            None if self.logprobs is None else self.logprobs[rows],
         )
 
 
 def load_features(folder: str | Path) -> FeatureSet | None:
-    """Every chunk of a feature cache (later chunks win for a repeated pair); ``None`` if empty."""
+    """Every chunk of a feature cache (later chunks win for a repeated pair); ``None`` if empty.
+
+    The log-prob statistics are kept only when every chunk has them.
+    """
     folder = Path(folder)
     if not (folder / META_FILE).is_file():
         return None
     meta = json.loads((folder / META_FILE).read_text())
-    rows: dict[tuple[str, str], np.ndarray] = {}
+    rows: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
     for part in sorted(folder.glob("part-*.npz")):
         with np.load(part) as data:
-            for i, d, f in zip(data["ids"], data["drafts"], data["features"], strict=True):
-                rows[(str(i), str(d))] = f
+            stats = data["logprobs"] if "logprobs" in data else [None] * len(data["ids"])
+            for i, d, f, s in zip(
+                data["ids"], data["drafts"], data["features"], stats, strict=True
+            ):
+                rows[(str(i), str(d))] = (f, s)
     if not rows:
         return None
     keys = list(rows)
+    has_stats = all(rows[k][1] is not None for k in keys)
     return FeatureSet(
         meta["base_model"],
         meta["layers"],
         meta["poolings"],
         [k[0] for k in keys],
         [k[1] for k in keys],
-        np.stack([rows[k] for k in keys]),
+        np.stack([rows[k][0] for k in keys]),
+        np.stack([rows[k][1] for k in keys]).astype(np.float32) if has_stats else None,
     )
 
 
@@ -151,14 +180,15 @@ def extract_features(
                 )
                 for e, d in part
             ]
-            pooled = pooled_hidden_states(
+            reading = read_drafts(
                 model, tokenizer, rendered, chosen, poolings, batch_size=batch_size
             )
             np.savez(
                 folder / f"part-{start + n:05d}.npz",
                 ids=np.array([e.id for e, _ in part]),
                 drafts=np.array([d for _, d in part]),
-                features=pooled.astype(np.float16),
+                features=reading.pooled.astype(np.float16),
+                logprobs=reading.logprobs,
             )
             bar.update(len(part))
         bar.close()
@@ -276,18 +306,28 @@ def select_probe(
     layers: Iterable[Sequence[int]] | None = None,
     poolings: Sequence[str] | None = None,
     heads: Sequence[HeadSpec] = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0)),
+    stat_sets: Sequence[Sequence[str]] = ((),),
     folds: int = 5,
     seed: int = 0,
 ) -> Selection:
     """Grouped cross-validated AUROC of every configuration; the best is chosen (ties: the first,
-    so list simpler configurations first)."""
+    so list simpler configurations first).
+
+    ``stat_sets`` are the choices of log-prob statistics appended to the hidden states (the
+    default: none). A layer set may be empty when a statistic set is not: the statistics alone.
+    """
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(labels, dtype=int)
     if len(set(y)) < 2:
         raise ValueError("the training drafts need both right and wrong ones to train a probe")
+    unknown = {name for chosen in stat_sets for name in chosen} - set(LOGPROB_STATS)
+    if unknown:
+        raise ValueError(
+            f"unknown log-prob statistics {sorted(unknown)}; known: {', '.join(LOGPROB_STATS)}"
+        )
     with threadpool_limits(limits=1):  # BLAS threads cost more than they save on fits this small
-        return _select(features, y, layers, poolings, heads, folds, seed)
+        return _select(features, y, layers, poolings, heads, stat_sets, folds, seed)
 
 
 def _select(
@@ -296,6 +336,7 @@ def _select(
     layers: Iterable[Sequence[int]] | None,
     poolings: Sequence[str] | None,
     heads: Sequence[HeadSpec],
+    stat_sets: Sequence[Sequence[str]],
     folds: int,
     seed: int,
 ) -> Selection:
@@ -303,23 +344,30 @@ def _select(
     layer_sets = [list(s) for s in layers] if layers else [[la] for la in features.layers[1:]]
     rows = []
     best: tuple[float, dict[str, Any], np.ndarray] | None = None
-    for pooling in poolings or features.poolings:
-        for chosen in layer_sets:
-            x = features.matrix(chosen, pooling)
-            for spec in heads:
-                oof = out_of_fold(x, y, groups, spec, folds=folds, seed=seed)
-                score = auroc(oof, y.astype(bool))
-                row = {
-                    "layers": chosen,
-                    "pooling": pooling,
-                    "head": spec.name,
-                    "C": spec.C,
-                    "hidden": spec.hidden,
-                    "cv_auroc": round(score, 4),
-                }
-                rows.append(row)
-                if best is None or score > best[0]:
-                    best = (score, row, oof)
+    configurations = [
+        (pooling, chosen, list(stats))
+        for pooling in poolings or features.poolings
+        for chosen in layer_sets
+        for stats in stat_sets
+        if chosen or stats
+    ]
+    for pooling, chosen, stats in configurations:
+        x = features.matrix(chosen, pooling, stats)
+        for spec in heads:
+            oof = out_of_fold(x, y, groups, spec, folds=folds, seed=seed)
+            score = auroc(oof, y.astype(bool))
+            row = {
+                "layers": chosen,
+                "pooling": pooling,
+                "logprob_stats": stats,
+                "head": spec.name,
+                "C": spec.C,
+                "hidden": spec.hidden,
+                "cv_auroc": round(score, 4),
+            }
+            rows.append(row)
+            if best is None or score > best[0]:
+                best = (score, row, oof)
     assert best is not None
     return Selection(rows, best[1], best[2])
 
@@ -331,12 +379,14 @@ def train_head(
     layers: Sequence[int],
     pooling: str,
     spec: HeadSpec,
+    logprob_stats: Sequence[str] = (),
     seed: int = 0,
     card: dict[str, Any] | None = None,
 ) -> ProbeHead:
     """Fit the chosen configuration on every training draft."""
     y = np.asarray(labels, dtype=int)
-    mean, scale, weights, biases = fit_head(features.matrix(layers, pooling), y, spec, seed=seed)
+    x = features.matrix(layers, pooling, logprob_stats)
+    mean, scale, weights, biases = fit_head(x, y, spec, seed=seed)
     return ProbeHead(
         base_model=features.base_model,
         layers=list(layers),
@@ -346,6 +396,7 @@ def train_head(
         weights=weights,
         biases=biases,
         card=dict(card or {}),
+        logprob_stats=list(logprob_stats),
     )
 
 
@@ -374,6 +425,7 @@ def train_probe_verifier(
     layers: Iterable[Sequence[int]] | None = None,
     poolings: Sequence[str] | None = None,
     heads: Sequence[HeadSpec] = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0)),
+    stat_sets: Sequence[Sequence[str]] = ((),),
     folds: int = 5,
     seed: int = 0,
     batch_size: int = 8,
@@ -399,7 +451,14 @@ def train_probe_verifier(
         max_length=max_length,
     )
     selection = select_probe(
-        features, labels, layers=layers, poolings=poolings, heads=heads, folds=folds, seed=seed
+        features,
+        labels,
+        layers=layers,
+        poolings=poolings,
+        heads=heads,
+        stat_sets=stat_sets,
+        folds=folds,
+        seed=seed,
     )
     best = selection.best
     if precision is None and accept_rate is None:
@@ -414,6 +473,7 @@ def train_probe_verifier(
         layers=best["layers"],
         pooling=best["pooling"],
         spec=HeadSpec(best["C"], best["hidden"]),
+        logprob_stats=best["logprob_stats"],
         seed=seed,
         card={
             **(card or {}),

@@ -150,8 +150,38 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum(1, keepdim=True).clamp_min(1.0)
 
 
+LOGPROB_STATS = ("values_mean", "values_min", "reply_mean")
+"""What a head may read besides hidden states: the base model's log-probs of the draft's own
+tokens, from the same pass (natural log): their mean and minimum over the ``values`` tokens, and
+their mean over the whole reply. A model that finds a call's argument values surprising is often
+right to; these are the few meaningful tokens the log-prob gate of mode G also reads."""
+
+
+@dataclass
+class DraftReading:
+    """What one pass over each (context, draft) pair gives a probe."""
+
+    pooled: np.ndarray
+    """``[n, len(poolings), len(layers), hidden]`` pooled hidden states (float32)."""
+    logprobs: np.ndarray
+    """``[n, len(LOGPROB_STATS)]`` statistics of the draft tokens' log-probs (float32)."""
+
+
+def _logprob_stats(
+    output_embeddings: Any, last: torch.Tensor, input_ids: torch.Tensor, r: RenderedDraft
+) -> list[float]:
+    """:data:`LOGPROB_STATS` of one row: the reply's tokens scored from the states before them
+    (the last hidden state is the normed one the vocabulary projection reads)."""
+    positions = torch.arange(r.reply_start, len(r.input_ids), device=last.device)
+    logits = output_embeddings(last[positions - 1]).float()
+    token = torch.log_softmax(logits, dim=-1).gather(1, input_ids[positions][:, None])[:, 0]
+    offsets = [p - r.reply_start for p in r.values]
+    values = token[offsets] if offsets else token
+    return [values.mean().item(), values.min().item(), token.mean().item()]
+
+
 @torch.inference_mode()
-def pooled_hidden_states(
+def read_drafts(
     model: Any,
     tokenizer: Any,
     rendered: Sequence[RenderedDraft],
@@ -159,23 +189,26 @@ def pooled_hidden_states(
     poolings: Sequence[str] = POOLINGS,
     *,
     batch_size: int = 8,
-) -> np.ndarray:
-    """One forward pass per batch; returns ``[n, len(poolings), len(layers), hidden]`` (float32).
+) -> DraftReading:
+    """One forward pass per batch: the pooled hidden states and the draft's log-prob statistics.
 
     Rows are grouped by length to limit padding; the tokenizer pads them on the right (so no
     position ids change) and the attention mask hides the padding. Layer ``0`` is the embedding
-    output, layer ``k`` the output of block ``k`` (``output_hidden_states`` order).
+    output, layer ``k`` the output of block ``k`` (``output_hidden_states`` order). Only the
+    reply's positions go through the vocabulary projection.
     """
     unknown = set(poolings) - set(POOLINGS)
     if unknown:
         raise ValueError(f"unknown poolings {sorted(unknown)}; known: {', '.join(POOLINGS)}")
-    # only hidden states are read: skip the vocabulary projection where the model allows it
+    # the vocabulary projection is applied to the reply's positions below: skip the model's own
     keeps = "logits_to_keep" in inspect.signature(model.forward).parameters
     extra = {"logits_to_keep": 1} if keeps else {}
+    output_embeddings = model.get_output_embeddings()
     order = sorted(range(len(rendered)), key=lambda i: len(rendered[i].input_ids))
-    out = np.zeros(
+    pooled = np.zeros(
         (len(rendered), len(poolings), len(layers), model.config.hidden_size), dtype=np.float32
     )
+    logprobs = np.zeros((len(rendered), len(LOGPROB_STATS)), dtype=np.float32)
     for b in range(0, len(order), batch_size):
         rows = order[b : b + batch_size]
         batch = tokenizer.pad(
@@ -184,18 +217,23 @@ def pooled_hidden_states(
             padding_side="right",
             return_tensors="pt",
         )
+        input_ids = batch["input_ids"].to(model.device)
         hidden = model(
-            input_ids=batch["input_ids"].to(model.device),
+            input_ids=input_ids,
             attention_mask=batch["attention_mask"].to(model.device),
             output_hidden_states=True,
             use_cache=False,
             **extra,
         ).hidden_states
-        masks = pooling_masks([rendered[i] for i in rows], batch["input_ids"].shape[1])
+        masks = pooling_masks([rendered[i] for i in rows], input_ids.shape[1])
         for p, name in enumerate(poolings):
             for j, layer in enumerate(layers):
-                out[rows, p, j] = pool(hidden[layer], masks[name]).cpu().numpy()
-    return out
+                pooled[rows, p, j] = pool(hidden[layer], masks[name]).cpu().numpy()
+        for k, i in enumerate(rows):
+            logprobs[i] = _logprob_stats(
+                output_embeddings, hidden[-1][k], input_ids[k], rendered[i]
+            )
+    return DraftReading(pooled, logprobs)
 
 
 # -- the head -------------------------------------------------------------------------------------
@@ -206,7 +244,8 @@ class ProbeHead:
     """Standardise, then dense layers with ReLU between them, then a sigmoid: p(ACCEPT).
 
     One dense layer is a logistic regression; two are a 2-layer MLP. ``layers`` and ``pooling``
-    say which hidden states the features are (concatenated in ``layers`` order).
+    say which hidden states the features are (concatenated in ``layers`` order), followed by the
+    ``logprob_stats`` it reads (:data:`LOGPROB_STATS`, in that order).
     """
 
     base_model: str
@@ -221,10 +260,19 @@ class ProbeHead:
     """The threshold calibrated with the head (the cascade uses its bundle config's threshold)."""
     card: dict[str, Any] = field(default_factory=dict)
     """What it was trained on and how it was chosen (free-form, saved in the JSON file)."""
+    logprob_stats: list[str] = field(default_factory=list)
+    """The draft log-prob statistics appended to the hidden states (none: hidden states only)."""
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; known: {', '.join(POOLINGS)}")
+        unknown = set(self.logprob_stats) - set(LOGPROB_STATS)
+        if unknown:
+            raise ValueError(
+                f"unknown log-prob statistics {sorted(unknown)}; known: {', '.join(LOGPROB_STATS)}"
+            )
+        if not self.layers and not self.logprob_stats:
+            raise ValueError("a head reads at least one layer or one log-prob statistic")
         if len(self.weights) != len(self.biases) or not self.weights:
             raise ValueError("a head needs as many bias vectors as weight matrices (at least one)")
 
@@ -232,8 +280,16 @@ class ProbeHead:
     def kind(self) -> str:
         return "logistic" if len(self.weights) == 1 else f"mlp{len(self.weights)}"
 
+    def inputs(self, reading: DraftReading, pooling: int = 0) -> np.ndarray:
+        """This head's input rows from a reading made with this head's layers and, at index
+        ``pooling``, its pooling."""
+        hidden = reading.pooled[:, pooling].reshape(len(reading.pooled), -1)
+        columns = [LOGPROB_STATS.index(s) for s in self.logprob_stats]
+        return np.concatenate([hidden, reading.logprobs[:, columns]], axis=1)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """p(ACCEPT) of each row of ``[n, len(layers) * hidden]`` features (float64)."""
+        """p(ACCEPT) of each row of ``[n, len(layers) * hidden + len(logprob_stats)]`` features
+        (float64)."""
         x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ w + b
@@ -245,7 +301,11 @@ class ProbeHead:
         """p(ACCEPT) from the pooled states a drafting pass returned (``HFChatModel``'s
         ``hidden_layers``, keyed by layer), or ``None`` when this head does not read them (its
         pooling is not ``drafting``) or a layer it needs is missing."""
-        if self.pooling != "drafting" or any(str(layer) not in states for layer in self.layers):
+        if (
+            self.pooling != "drafting"
+            or self.logprob_stats
+            or any(str(layer) not in states for layer in self.layers)
+        ):
             return None
         features = np.concatenate([np.asarray(states[str(layer)]) for layer in self.layers])
         return float(self.predict(features[None, :])[0])
@@ -271,6 +331,7 @@ class ProbeHead:
             "pooling": self.pooling,
             "head": self.kind,
             "dense_layers": len(self.weights),
+            "logprob_stats": self.logprob_stats,
             "threshold": self.threshold,
             "card": self.card,
         }
@@ -299,6 +360,7 @@ class ProbeHead:
             biases=[tensors[f"dense{i}.bias"] for i in range(count)],
             threshold=config.get("threshold"),
             card=config.get("card") or {},
+            logprob_stats=list(config.get("logprob_stats") or []),
         )
 
 
@@ -368,14 +430,14 @@ class ProbeVerifier(Verifier):
 
     @property
     def reads_drafting_pass(self) -> bool:
-        return self.head.pooling == "drafting"
+        return self.head.pooling == "drafting" and not self.head.logprob_stats
 
     def drafting_options(self, proposer: Any) -> dict[str, Any]:
         """``hidden_layers`` for a local proposer with this head's base weights (mode G)."""
-        if self.head.pooling != "drafting":
+        if self.head.pooling != "drafting" or self.head.logprob_stats:
             raise ConfigError(
-                f"this probe pools {self.head.pooling!r}, which needs a pass of its own over "
-                "the draft; mode G needs a head trained on the 'drafting' pooling"
+                f"this probe reads {self._reads()}, which needs a pass of its own over the "
+                "draft; mode G needs a head trained on the 'drafting' pooling alone"
             )
         given = (getattr(proposer, "model", None), getattr(proposer, "adapter", None))
         if not hasattr(proposer, "hidden_layers") or given != (self.name, None):
@@ -387,6 +449,10 @@ class ProbeVerifier(Verifier):
                 + " (use the probe in mode D instead)"
             )
         return {"hidden_layers": tuple(self.head.layers)}
+
+    def _reads(self) -> str:
+        stats = f" and log-prob statistics {self.head.logprob_stats}"
+        return f"the {self.head.pooling!r} pooling" + (stats if self.head.logprob_stats else "")
 
     def score_drafted(self, message: AIMessage) -> float | None:
         states = (message.response_metadata or {}).get("hidden_states")
@@ -415,7 +481,7 @@ class ProbeVerifier(Verifier):
             render_draft(tokenizer, context, tools, d, max_length=self.max_length) for d in drafts
         ]
         with self._lock:
-            pooled = pooled_hidden_states(
+            reading = read_drafts(
                 model,
                 tokenizer,
                 rendered,
@@ -423,7 +489,7 @@ class ProbeVerifier(Verifier):
                 [self.head.pooling],
                 batch_size=self.batch_size,
             )
-        return pooled[:, 0].reshape(len(drafts), -1), sum(len(r.input_ids) for r in rendered)
+        return self.head.inputs(reading), sum(len(r.input_ids) for r in rendered)
 
     def score_batch(
         self,
