@@ -344,12 +344,14 @@ def _select(
     layer_sets = [list(s) for s in layers] if layers else [[la] for la in features.layers[1:]]
     rows = []
     best: tuple[float, dict[str, Any], np.ndarray] | None = None
+    poolings = poolings or features.poolings
     configurations = [
         (pooling, chosen, list(stats))
-        for pooling in poolings or features.poolings
+        for pooling in poolings
         for chosen in layer_sets
         for stats in stat_sets
-        if chosen or stats
+        # statistics alone read no hidden state: one pooling is enough for them
+        if chosen or (stats and pooling == poolings[0])
     ]
     for pooling, chosen, stats in configurations:
         x = features.matrix(chosen, pooling, stats)
