@@ -43,6 +43,7 @@ from spec_tool_node.training.probe import (
     FeatureSet,
     HeadSpec,
     auroc,
+    calls_tools,
     load_features,
     select_probe,
     strong_correct,
@@ -134,6 +135,11 @@ def main() -> None:
         "argument ('none', or names joined by commas, e.g. values_mean,values_min); with any set "
         "given, the statistics alone are a candidate too",
     )
+    parser.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="also try one head per kind of draft (tool calls, text) against one head for all",
+    )
     parser.add_argument("--bundle", type=Path, default=Path("benchmarks/results/probe/bundle"))
     parser.add_argument(
         "--label",
@@ -158,6 +164,7 @@ def main() -> None:
     )
     stat_sets = [[] if s == "none" else s.split(",") for s in args.stat_sets]
     layers = LAYERS + ([[]] if any(stat_sets) else [])
+    per_kind = (False, True) if args.per_kind else (False,)
     assert all((f.layers, f.poolings) == (features.layers, features.poolings) for f in parts)
 
     # -- training side only ------------------------------------------------------------------
@@ -188,7 +195,15 @@ def main() -> None:
                 results["label defer"] = {"skipped": f"{int((~y).sum())} reject labels"}
                 continue
         fs = ftrain.select([(e.id, d) for (e, d), k in zip(train, keep, strict=True) if k])
-        selection = select_probe(fs, y, layers=layers, heads=HEADS, stat_sets=stat_sets)
+        selection = select_probe(
+            fs,
+            y,
+            layers=layers,
+            heads=HEADS,
+            stat_sets=stat_sets,
+            # the defer labels have too few rejects per kind to fit a head on each
+            per_kind=per_kind if label == "right" else (False,),
+        )
         top = sorted(selection.rows, key=lambda r: -r["cv_auroc"])[:1]
         mlp = select_probe(
             fs,
@@ -197,6 +212,7 @@ def main() -> None:
             poolings=sorted({r["pooling"] for r in top}),
             heads=MLP_HEADS,
             stat_sets=[top[0]["logprob_stats"]],
+            per_kind=[top[0]["per_kind"]],
         )
         chosen = mlp if mlp.best["cv_auroc"] > selection.best["cv_auroc"] else selection
         best = chosen.best
@@ -210,6 +226,7 @@ def main() -> None:
             poolings=[best["pooling"]],
             heads=[HeadSpec(best["C"], best["hidden"])],
             stat_sets=[best["logprob_stats"]],
+            per_kind=[best["per_kind"]],
         )
         threshold, table = choose_threshold(full.oof, right, g, args.max_cost, n_invalid)
         head = train_head(
@@ -219,6 +236,7 @@ def main() -> None:
             pooling=best["pooling"],
             spec=HeadSpec(best["C"], best["hidden"]),
             logprob_stats=best["logprob_stats"],
+            per_kind=best["per_kind"],
         )
         head.threshold = threshold
         variants[label] = head
@@ -254,7 +272,8 @@ def main() -> None:
     )
     signals = {
         f"probe ({label} labels)": head.predict(
-            fheld.matrix(head.layers, head.pooling, head.logprob_stats)
+            fheld.matrix(head.layers, head.pooling, head.logprob_stats),
+            calls_tools(fheld.drafts),
         )
         for label, head in variants.items()
     }

@@ -12,6 +12,7 @@ from spec_tool_node.cli import main
 from spec_tool_node.example_files import Example
 from spec_tool_node.training.probe import (
     HeadSpec,
+    calls_tools,
     deferral_labels,
     extract_features,
     fit_head,
@@ -168,6 +169,40 @@ def test_selection_may_append_the_drafts_logprob_stats(tiny_model, tiny_tokenize
         old.matrix([1], "mean", ["values_min"])
 
 
+def test_a_head_per_kind_is_selected_fit_and_routed_by_kind(tiny_model, tiny_tokenizer, tmp_path):
+    examples = _examples(16)
+    answers = [json.dumps({"respond": t}) for t in ("No tool fits.", "Ask a city.")]
+    items = _items(examples) + [(e, answers[i % 2]) for i, e in enumerate(examples)]
+    labels = [d in (_draft("Paris"), answers[0]) for _, d in items]
+    features = extract_features(
+        items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), layers=[1, 2]
+    )
+    calls = calls_tools(features.drafts)
+    assert calls.sum() == 16 and (~calls).sum() == 16
+    selection = select_probe(
+        features, labels, layers=[[1]], poolings=["mean"], per_kind=[False, True], folds=4
+    )
+    assert [r["per_kind"] for r in selection.rows] == [False, True] * 3
+    head = train_head(
+        features, labels, layers=[1], pooling="mean", spec=HeadSpec(0.1), per_kind=True
+    )
+    assert head.text_head is not None and head.text_head.layers == [1]
+    x = features.matrix([1], "mean")
+    np.testing.assert_allclose(
+        head.predict(x, calls),
+        np.where(calls, head.predict(x, np.ones(32, bool)), head.text_head.predict(x)),
+    )
+    with pytest.raises(ValueError, match="each kind"):
+        train_head(
+            features.select([(e.id, d) for e, d in items[:16]]),
+            labels[:16],
+            layers=[1],
+            pooling="mean",
+            spec=HeadSpec(0.1),
+            per_kind=True,
+        )
+
+
 def test_deferral_labels_reject_only_where_the_strong_model_would_fix_it(tmp_path):
     examples = {e.id: e for e in _examples(4)}
     ids = list(examples)
@@ -253,6 +288,10 @@ def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, c
     rows = json.loads((out / "validation.json").read_text())
     assert {tuple(r["logprob_stats"]) for r in rows} == {(), ("values_mean", "values_min")}
     assert "log-prob statistics" in capsys.readouterr().out
+    # every draft here calls a tool: a head per kind has nothing to fit its text head on
+    assert main([*argv, "--per-kind"]) == 0
+    rows = json.loads((out / "validation.json").read_text())
+    assert {r["per_kind"] for r in rows} == {False}
 
 
 def test_probe_method_needs_drafts(tmp_path, capsys):

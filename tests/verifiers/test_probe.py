@@ -188,6 +188,34 @@ def test_head_round_trips_through_its_files(tmp_path):
     assert not list((tmp_path / "probe").glob("*.pkl"))
 
 
+def test_a_head_per_kind_scores_each_draft_with_the_head_of_its_kind(
+    tiny_model, tiny_tokenizer, tmp_path
+):
+    """Tool-call drafts go to the head, text drafts to its text head; both survive the files."""
+    hidden = tiny_model.config.hidden_size
+    calls, text = _head(hidden, [1], seed=1), _head(hidden, [1], seed=2)
+    head = ProbeHead(**{**calls.__dict__, "text_head": text})
+    x = np.random.default_rng(3).normal(size=(4, hidden))
+    kinds = [True, False, True, False]
+    expected = np.where(kinds, calls.predict(x), text.predict(x))
+    np.testing.assert_allclose(head.predict(x, kinds), expected)
+    with pytest.raises(ValueError, match="which drafts call tools"):
+        head.predict(x)
+    head.save(tmp_path / "probe")
+    loaded = ProbeHead.load(tmp_path / "probe")
+    assert loaded.text_head is not None and (tmp_path / "probe" / "text" / "probe.json").is_file()
+    np.testing.assert_array_equal(loaded.predict(x, kinds), head.predict(x, kinds))
+    verifier = ProbeVerifier(head, loaded=(tiny_model, tiny_tokenizer))
+    answer = RespondAction(content="Sunny in Paris.")
+    got = verifier.score_batch(CONTEXT, [TOOL], [RIGHT, answer])
+    features, _ = verifier.features(CONTEXT, [TOOL], [RIGHT, answer])
+    assert got[0].p_accept == pytest.approx(calls.predict(features)[0])
+    assert got[1].p_accept == pytest.approx(text.predict(features)[1])
+    other = _head(hidden, [2])
+    with pytest.raises(ValueError, match="same base model, layers"):
+        ProbeHead(**{**calls.__dict__, "text_head": other})
+
+
 def test_unknown_pooling_and_missing_folder_are_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown pooling"):
         _head(4, [1], pooling="max")

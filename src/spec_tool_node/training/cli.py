@@ -114,6 +114,12 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
         "alone), e.g. --logprob-stats none values_mean,values_min; not with 'drafting'",
     )
     g.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="also try one head per kind of draft (tool calls; text answers and refusals), each "
+        "fit on its own kind, against one head for all",
+    )
+    g.add_argument(
         "--C",
         type=lambda t: [float(x) for x in t.split(",")],
         default=[0.01, 0.1, 1.0],
@@ -300,6 +306,7 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
         poolings=_split_list(args.poolings),
         heads=heads,
         stat_sets=[[] if s == "none" else s.split(",") for s in args.logprob_stats],
+        per_kind=(False, True) if args.per_kind else (False,),
         folds=args.folds,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -312,6 +319,7 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
     print(
         f"probe on {run.n_drafts} drafts ({run.n_accept} to accept): layers {best['layers']}, "
         f"pooling {best['pooling']}, log-prob statistics {best['logprob_stats'] or 'none'}, "
+        f"{'a head per kind of draft' if best['per_kind'] else 'one head'}, "
         f"{best['head']}, cross-validated AUROC {best['cv_auroc']:.3f}, "
         f"threshold {run.threshold:.4f}\nprobe: {args.out}"
     )

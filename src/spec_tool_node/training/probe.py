@@ -11,6 +11,7 @@ calibrated on, since in-sample scores of a fitted head are optimistic.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -250,6 +251,13 @@ def fit_head(
     return scaler.mean_.copy(), scaler.scale_.copy(), weights, biases
 
 
+def calls_tools(drafts: Sequence[str]) -> np.ndarray:
+    """Whether each canonical draft calls tools (the kind a probe with a text head routes by)."""
+    from spec_tool_node.actions import ToolCallsAction
+
+    return np.array([isinstance(action_from_canonical(d), ToolCallsAction) for d in drafts])
+
+
 def _predict(x: np.ndarray, fitted: tuple) -> np.ndarray:
     mean, scale, weights, biases = fitted
     head = ProbeHead("", [0], "mean", mean, scale, weights, biases)
@@ -264,10 +272,22 @@ def out_of_fold(
     *,
     folds: int = 5,
     seed: int = 0,
+    calls: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Scores of each row from a head fit without its group (grouped K-fold)."""
+    """Scores of each row from a head fit without its group (grouped K-fold); with ``calls``
+    (whether each draft calls tools), from the head of its own kind, fit on that kind alone."""
     from sklearn.model_selection import GroupKFold
 
+    if calls is not None:
+        scores = np.zeros(len(y))
+        groups = np.asarray(groups)
+        for kind in (True, False):
+            rows = np.asarray(calls, dtype=bool) == kind
+            if rows.any():
+                scores[rows] = out_of_fold(
+                    x[rows], y[rows], groups[rows], spec, folds=folds, seed=seed
+                )
+        return scores
     scores = np.zeros(len(y))
     splitter = GroupKFold(n_splits=min(folds, len(set(groups))), shuffle=True, random_state=seed)
     for train, test in splitter.split(x, y, groups):
@@ -307,6 +327,7 @@ def select_probe(
     poolings: Sequence[str] | None = None,
     heads: Sequence[HeadSpec] = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0)),
     stat_sets: Sequence[Sequence[str]] = ((),),
+    per_kind: Sequence[bool] = (False,),
     folds: int = 5,
     seed: int = 0,
 ) -> Selection:
@@ -315,6 +336,9 @@ def select_probe(
 
     ``stat_sets`` are the choices of log-prob statistics appended to the hidden states (the
     default: none). A layer set may be empty when a statistic set is not: the statistics alone.
+    ``per_kind``: whether to try one head per kind of draft (tool calls, text) besides one head
+    for all (only where each kind has right and wrong drafts); their out-of-fold scores are
+    pooled into one AUROC.
     """
     from threadpoolctl import threadpool_limits
 
@@ -327,7 +351,7 @@ def select_probe(
             f"unknown log-prob statistics {sorted(unknown)}; known: {', '.join(LOGPROB_STATS)}"
         )
     with threadpool_limits(limits=1):  # BLAS threads cost more than they save on fits this small
-        return _select(features, y, layers, poolings, heads, stat_sets, folds, seed)
+        return _select(features, y, layers, poolings, heads, stat_sets, per_kind, folds, seed)
 
 
 def _select(
@@ -337,10 +361,15 @@ def _select(
     poolings: Sequence[str] | None,
     heads: Sequence[HeadSpec],
     stat_sets: Sequence[Sequence[str]],
+    per_kind: Sequence[bool],
     folds: int,
     seed: int,
 ) -> Selection:
     groups = [group_of(i) for i in features.ids]
+    calls = calls_tools(features.drafts)
+    # a head per kind is fit only where each kind has right and wrong drafts
+    splittable = all(len(set(y[calls == kind])) == 2 for kind in (True, False))
+    per_kind = [split for split in per_kind if splittable or not split]
     layer_sets = [list(s) for s in layers] if layers else [[la] for la in features.layers[1:]]
     rows = []
     best: tuple[float, dict[str, Any], np.ndarray] | None = None
@@ -355,13 +384,15 @@ def _select(
     ]
     for pooling, chosen, stats in configurations:
         x = features.matrix(chosen, pooling, stats)
-        for spec in heads:
-            oof = out_of_fold(x, y, groups, spec, folds=folds, seed=seed)
+        for spec, split in ((spec, split) for spec in heads for split in per_kind):
+            kinds = calls if split else None
+            oof = out_of_fold(x, y, groups, spec, folds=folds, seed=seed, calls=kinds)
             score = auroc(oof, y.astype(bool))
             row = {
                 "layers": chosen,
                 "pooling": pooling,
                 "logprob_stats": stats,
+                "per_kind": split,
                 "head": spec.name,
                 "C": spec.C,
                 "hidden": spec.hidden,
@@ -382,11 +413,35 @@ def train_head(
     pooling: str,
     spec: HeadSpec,
     logprob_stats: Sequence[str] = (),
+    per_kind: bool = False,
     seed: int = 0,
     card: dict[str, Any] | None = None,
 ) -> ProbeHead:
-    """Fit the chosen configuration on every training draft."""
+    """Fit the chosen configuration on every training draft (``per_kind``: a head on the drafts
+    that call tools, with a text head on the others)."""
     y = np.asarray(labels, dtype=int)
+    if per_kind:
+        calls = calls_tools(features.drafts)
+        if len(set(y[calls])) < 2 or len(set(y[~calls])) < 2:
+            raise ValueError(
+                "a head per kind of draft needs right and wrong drafts of each kind (tool calls "
+                "and text)"
+            )
+        keys = list(zip(features.ids, features.drafts, strict=True))
+        head, text = (
+            train_head(
+                features.select([k for k, c in zip(keys, calls, strict=True) if c == kind]),
+                y[calls == kind],
+                layers=layers,
+                pooling=pooling,
+                spec=spec,
+                logprob_stats=logprob_stats,
+                seed=seed,
+                card=card if kind else None,
+            )
+            for kind in (True, False)
+        )
+        return dataclasses.replace(head, text_head=text)  # checks that the two heads fit
     x = features.matrix(layers, pooling, logprob_stats)
     mean, scale, weights, biases = fit_head(x, y, spec, seed=seed)
     return ProbeHead(
@@ -428,6 +483,7 @@ def train_probe_verifier(
     poolings: Sequence[str] | None = None,
     heads: Sequence[HeadSpec] = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0)),
     stat_sets: Sequence[Sequence[str]] = ((),),
+    per_kind: Sequence[bool] = (False,),
     folds: int = 5,
     seed: int = 0,
     batch_size: int = 8,
@@ -459,6 +515,7 @@ def train_probe_verifier(
         poolings=poolings,
         heads=heads,
         stat_sets=stat_sets,
+        per_kind=per_kind,
         folds=folds,
         seed=seed,
     )
@@ -476,6 +533,7 @@ def train_probe_verifier(
         pooling=best["pooling"],
         spec=HeadSpec(best["C"], best["hidden"]),
         logprob_stats=best["logprob_stats"],
+        per_kind=best["per_kind"],
         seed=seed,
         card={
             **(card or {}),

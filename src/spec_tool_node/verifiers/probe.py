@@ -45,6 +45,8 @@ POOLINGS = ("mean", "last", "values", "drafting")
 """How the reply's hidden states are pooled into one vector per layer."""
 
 HEAD_FILE = "head.safetensors"
+TEXT_FOLDER = "text"
+"""Where a probe with a head per kind of draft keeps the head for drafts that call no tool."""
 CONFIG_FILE = "probe.json"
 
 
@@ -246,6 +248,12 @@ class ProbeHead:
     One dense layer is a logistic regression; two are a 2-layer MLP. ``layers`` and ``pooling``
     say which hidden states the features are (concatenated in ``layers`` order), followed by the
     ``logprob_stats`` it reads (:data:`LOGPROB_STATS`, in that order).
+
+    With a ``text_head`` there are two heads on the same features, one per kind of draft: this
+    one for drafts that call tools, ``text_head`` for drafts that call none (answers and
+    refusals). A single head spends most of its capacity telling the kinds apart; which kind a
+    draft is, the verifier already knows, so each head learns only what makes a draft of its
+    kind right.
     """
 
     base_model: str
@@ -262,6 +270,8 @@ class ProbeHead:
     """What it was trained on and how it was chosen (free-form, saved in the JSON file)."""
     logprob_stats: list[str] = field(default_factory=list)
     """The draft log-prob statistics appended to the hidden states (none: hidden states only)."""
+    text_head: ProbeHead | None = None
+    """The head for drafts that call no tool; ``None``: this head scores every draft."""
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -275,6 +285,16 @@ class ProbeHead:
             raise ValueError("a head reads at least one layer or one log-prob statistic")
         if len(self.weights) != len(self.biases) or not self.weights:
             raise ValueError("a head needs as many bias vectors as weight matrices (at least one)")
+        text = self.text_head
+        if text is not None and (
+            text.text_head is not None
+            or (text.base_model, text.layers, text.pooling, text.logprob_stats)
+            != (self.base_model, self.layers, self.pooling, self.logprob_stats)
+        ):
+            raise ValueError(
+                "a text head reads the same base model, layers, pooling and log-prob statistics "
+                "as its head, and has no text head of its own"
+            )
 
     @property
     def kind(self) -> str:
@@ -287,9 +307,21 @@ class ProbeHead:
         columns = [LOGPROB_STATS.index(s) for s in self.logprob_stats]
         return np.concatenate([hidden, reading.logprobs[:, columns]], axis=1)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray, calls: Sequence[bool] | None = None) -> np.ndarray:
         """p(ACCEPT) of each row of ``[n, len(layers) * hidden + len(logprob_stats)]`` features
-        (float64)."""
+        (float64). ``calls[i]``: whether draft ``i`` calls tools (needed with a text head).
+
+        Raises:
+            ValueError: this head has a text head and ``calls`` is not given.
+        """
+        if self.text_head is None:
+            return self._dense(features)
+        if calls is None:
+            raise ValueError("this probe has a head per kind of draft: say which drafts call tools")
+        calls = np.asarray(calls, dtype=bool)
+        return np.where(calls, self._dense(features), self.text_head._dense(features))
+
+    def _dense(self, features: np.ndarray) -> np.ndarray:
         x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ w + b
@@ -297,10 +329,13 @@ class ProbeHead:
                 x = np.maximum(x, 0.0)
         return 1.0 / (1.0 + np.exp(-x[:, 0]))
 
-    def predict_drafted(self, states: Mapping[str, Sequence[float]]) -> float | None:
+    def predict_drafted(
+        self, states: Mapping[str, Sequence[float]], calls: bool = True
+    ) -> float | None:
         """p(ACCEPT) from the pooled states a drafting pass returned (``HFChatModel``'s
-        ``hidden_layers``, keyed by layer), or ``None`` when this head does not read them (its
-        pooling is not ``drafting``) or a layer it needs is missing."""
+        ``hidden_layers``, keyed by layer) for a draft that calls tools or (``calls=False``) does
+        not, or ``None`` when this head does not read them (its pooling is not ``drafting``) or
+        a layer it needs is missing."""
         if (
             self.pooling != "drafting"
             or self.logprob_stats
@@ -308,10 +343,11 @@ class ProbeHead:
         ):
             return None
         features = np.concatenate([np.asarray(states[str(layer)]) for layer in self.layers])
-        return float(self.predict(features[None, :])[0])
+        return float(self.predict(features[None, :], [calls])[0])
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``probe.json`` and ``head.safetensors`` into ``directory``."""
+        """Write ``probe.json`` and ``head.safetensors`` into ``directory`` (a text head into
+        its ``text/`` folder)."""
         from safetensors.numpy import save_file
 
         directory = Path(directory)
@@ -334,7 +370,10 @@ class ProbeHead:
             "logprob_stats": self.logprob_stats,
             "threshold": self.threshold,
             "card": self.card,
+            "text_head": TEXT_FOLDER if self.text_head is not None else None,
         }
+        if self.text_head is not None:
+            self.text_head.save(directory / TEXT_FOLDER)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
         return directory
 
@@ -361,6 +400,9 @@ class ProbeHead:
             threshold=config.get("threshold"),
             card=config.get("card") or {},
             logprob_stats=list(config.get("logprob_stats") or []),
+            text_head=cls.load(directory / config["text_head"])
+            if config.get("text_head")
+            else None,
         )
 
 
@@ -456,7 +498,9 @@ class ProbeVerifier(Verifier):
 
     def score_drafted(self, message: AIMessage) -> float | None:
         states = (message.response_metadata or {}).get("hidden_states")
-        return self.head.predict_drafted(states) if isinstance(states, dict) else None
+        if not isinstance(states, dict):
+            return None
+        return self.head.predict_drafted(states, calls=bool(message.tool_calls))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> ProbeVerifier:
@@ -501,7 +545,8 @@ class ProbeVerifier(Verifier):
             return []
         start = time.perf_counter()
         features, tokens = self.features(context, tools, drafts)
-        p_accept = self.head.predict(features).tolist()
+        calls = [isinstance(d, ToolCallsAction) for d in drafts]
+        p_accept = self.head.predict(features, calls).tolist()
         record = CallRecord(
             role="verifier",
             model=self.name,
