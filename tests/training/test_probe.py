@@ -339,6 +339,7 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     out = capsys.readouterr().out
     assert "| single-turn | 4 | 2 |" in out and "| multi-turn | 2 | 1 |" in out
     assert "| all | 6 | 3 |" in out and "(separate decisions) written to" in out
+    assert "the bundle's threshold now" in out and "| 0.5000: " in out  # before it was written
     raw = json.loads((bundle / "cascade.json").read_text())
     loaded = Bundle.from_pretrained(bundle).config
     assert raw["threshold"] != 0.5 and loaded.threshold == raw["threshold"]

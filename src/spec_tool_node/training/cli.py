@@ -368,8 +368,11 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     multi = {i: is_multi_turn(convert_to_messages(examples[i].messages)) for i in scored}
     kinds = {"single-turn": False, "multi-turn": True}
     thresholds = {}
-    print("| decisions | drafts | right | threshold | precision | recall | accept rate |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| decisions | drafts | right | threshold | precision | recall | accept rate "
+        "| the bundle's threshold now: accepts, precision |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for kind, later in [*kinds.items(), ("all", None)]:
         ids = [i for i in scored if later is None or multi[i] == later]
         if not ids:
@@ -380,9 +383,15 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         precision, recall = precision_recall(scores, labels, t)
         accepted = sum(s >= t for s in scores) / len(scores)
         thresholds[kind] = t
+        # what the bundle's current threshold does on these decisions, to compare against
+        now = bundled.gate_threshold if gate else bundled.accept_threshold(bool(later))
+        taken = [label for s, label in zip(scores, labels, strict=True) if s >= now]
+        shown_now = f"{now:.4f}: {len(taken)}, " + (
+            f"{sum(taken) / len(taken):.3f}" if taken else "-"
+        )
         print(
             f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
-            f"| {accepted:.0%} |"
+            f"| {accepted:.0%} | {shown_now} |"
         )
     if gate:  # scored in one pass over each draft, which the drafting pass approximates
         written = {"gate_threshold": thresholds["all"]}
