@@ -12,7 +12,11 @@ PYTEST_ARGS ?=
 
 # One resolver run for torch and the package (each pip start costs seconds on 2 cores), without
 # compiling every installed module up front (half the install's time here): Python compiles what
-# is imported, once, on first use.
+# is imported, once, on first use. That needs byte code written, so an environment that turns it
+# off (PYTHONDONTWRITEBYTECODE) does not reach the commands here: otherwise every Python process
+# (each test worker, each example or CLI a test starts) would compile torch and transformers
+# again, about 7 s each on 2 cores.
+unexport PYTHONDONTWRITEBYTECODE
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile "$(TORCH)" -e ".[dev,bench,train,bfcl]"

@@ -8,10 +8,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from typing import TYPE_CHECKING
+
 import pytest
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # imported where used: pytest's controller process never loads torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIALS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 
@@ -49,10 +51,11 @@ CORPUS = [
 
 def make_tokenizer(template: str = TOOL_TEMPLATE, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on a few lines: small vocab, real tokenizer behaviour."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    from tokenizers import decoders
-
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -68,6 +71,9 @@ def make_tokenizer(template: str = TOOL_TEMPLATE, vocab_size: int = 400) -> PreT
 
 
 def make_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -92,6 +98,8 @@ def teach(
     steps: int = 120,
 ) -> None:
     """Overfit the tiny model on one prompt -> reply so its greedy output is known."""
+    import torch
+
     p = tokenizer(prompt, add_special_tokens=False).input_ids
     r = tokenizer(reply + "<|im_end|>", add_special_tokens=False).input_ids
     ids = torch.tensor([p + r])

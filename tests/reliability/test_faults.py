@@ -28,7 +28,7 @@ from spec_tool_node.verifiers.base import Verdict, Verifier
 from tests.reliability.common import RAN, TOOLS, invoke, react_graph
 from tests.scripted import ScriptedChatModel, ScriptedVerifier, call, say
 
-TIMEOUT = 1.0
+TIMEOUT = 0.5
 """Per-call timeout: long enough that a healthy call on a loaded CPU never hits it."""
 HUNG_S = 3 * TIMEOUT
 GOOD = call("get_weather", city="Paris")
@@ -120,7 +120,7 @@ def run(n: SpeculativeActionNode, use_async: bool) -> dict[str, Any]:
 
 PROPOSER_FAULTS: dict[str, tuple[Any, str]] = {
     "raises": (RuntimeError("proposer crashed"), "error: RuntimeError: proposer crashed"),
-    "times out": (Hang(), "error: ModelTimeoutError: no reply within 1 s"),
+    "times out": (Hang(), f"error: ModelTimeoutError: no reply within {TIMEOUT:g} s"),
     "empty": (say(""), "invalid: empty reply"),
     "garbage": (unparseable(), "invalid: unparseable tool call 'get_weather'"),
     "unbound tool": (
@@ -149,7 +149,7 @@ def test_proposer_fault_falls_back_to_the_strong_model(fault: str, use_async: bo
 
 VERIFIER_FAULTS: dict[str, tuple[Verifier, str]] = {
     "raises": (ScriptedVerifier(RuntimeError("verifier down")), "RuntimeError: verifier down"),
-    "times out": (FaultyVerifier("timeout"), "ModelTimeoutError: no reply within 1 s"),
+    "times out": (FaultyVerifier("timeout"), f"ModelTimeoutError: no reply within {TIMEOUT:g} s"),
     "empty": (FaultyVerifier("empty"), "ValueError: expected 1 finite scores, got []"),
     "garbage": (FaultyVerifier("nan"), "ValueError: expected 1 finite scores, got [nan]"),
 }
@@ -176,7 +176,7 @@ def test_verifier_fault_falls_back_to_the_strong_model(fault: str, use_async: bo
 
 STRONG_ERRORS: dict[str, tuple[Any, str]] = {
     "raises": (RuntimeError("rate limited"), "RuntimeError: rate limited"),
-    "times out": (Hang(), "ModelTimeoutError: no reply within 1 s"),
+    "times out": (Hang(), f"ModelTimeoutError: no reply within {TIMEOUT:g} s"),
 }
 
 
