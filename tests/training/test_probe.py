@@ -19,6 +19,7 @@ from spec_tool_node.training.probe import (
     group_of,
     load_features,
     out_of_fold,
+    per_kind_problem,
     select_probe,
     strong_correct,
     train_head,
@@ -114,6 +115,20 @@ def test_head_matches_scikit_learn_and_out_of_fold_scores_hold_groups_out():
     assert oof.shape == (40,) and not np.allclose(oof, head.predict(x))
     mlp = fit_head(x, y, HeadSpec(1.0, hidden=8))
     assert [w.shape for w in mlp[2]] == [(5, 8), (8, 1)]
+    with pytest.raises(ValueError, match="at least two groups; these 40 all come from 'g'"):
+        out_of_fold(x, y, ["g"] * 40, HeadSpec(0.1))
+
+
+def test_a_head_per_kind_needs_each_kind_from_two_groups():
+    y = np.array([1, 0, 1, 0, 1, 0])
+    calls = np.array([True, True, True, True, False, False])
+    assert per_kind_problem(calls, y, ["a", "b", "a", "b", "c", "c"]) == (
+        "the text drafts all come from one group ('c')"
+    )
+    assert per_kind_problem(calls, y, ["a", "b", "a", "b", "c", "d"]) is None
+    assert per_kind_problem(calls, np.array([1, 0, 1, 0, 1, 1]), list("abcdef")) == (
+        "the text drafts have no wrong ones"
+    )
 
 
 def test_selection_finds_the_informative_configuration(tiny_model, tiny_tokenizer, tmp_path):
@@ -147,6 +162,12 @@ def test_selection_may_append_the_drafts_logprob_stats(tiny_model, tiny_tokenize
         ([1], ["values_min"]),
         ([], ["values_min"]),  # the statistic alone; no configuration reads nothing
     ]
+    # mode G's drafting pooling reads no statistics: they are not tried with it
+    drafting = select_probe(
+        features, labels, layers=[[1]], poolings=["drafting"], stat_sets=[[], ["values_min"]],
+        folds=4,
+    )  # fmt: skip
+    assert {tuple(r["logprob_stats"]) for r in drafting.rows} == {()}
     head = train_head(
         features, labels, layers=[1], pooling="mean", spec=HeadSpec(0.1),
         logprob_stats=["values_min"],
@@ -192,6 +213,12 @@ def test_a_head_per_kind_is_selected_fit_and_routed_by_kind(tiny_model, tiny_tok
         head.predict(x, calls),
         np.where(calls, head.predict(x, np.ones(32, bool)), head.text_head.predict(x)),
     )
+    with pytest.raises(ValueError, match="rows, but calls says 1 kinds"):
+        head.predict(x, [True])
+    # only tool-call drafts: a head per kind, asked for alone, is refused by name
+    calls_only = features.select([(e.id, d) for e, d in items[:16]])
+    with pytest.raises(ValueError, match=r"a head per kind was the only choice.*no text drafts"):
+        select_probe(calls_only, labels[:16], layers=[[1]], poolings=["mean"], per_kind=[True])
     with pytest.raises(ValueError, match="each kind"):
         train_head(
             features.select([(e.id, d) for e, d in items[:16]]),
@@ -287,11 +314,15 @@ def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, c
     assert main([*argv, "--logprob-stats", "none", "values_mean,values_min"]) == 0
     rows = json.loads((out / "validation.json").read_text())
     assert {tuple(r["logprob_stats"]) for r in rows} == {(), ("values_mean", "values_min")}
-    assert "log-prob statistics" in capsys.readouterr().out
+    best = max(rows, key=lambda r: r["cv_auroc"])  # ties: the first, as the selection keeps
+    assert f"log-prob statistics {best['logprob_stats'] or 'none'}," in capsys.readouterr().out
     # every draft here calls a tool: a head per kind has nothing to fit its text head on
     assert main([*argv, "--per-kind"]) == 0
     rows = json.loads((out / "validation.json").read_text())
     assert {r["per_kind"] for r in rows} == {False}
+    assert "a head per kind of draft was not tried: there are no text drafts" in (
+        capsys.readouterr().out
+    )
 
 
 def test_probe_method_needs_drafts(tmp_path, capsys):
@@ -344,8 +375,12 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     loaded = Bundle.from_pretrained(bundle).config
     assert raw["threshold"] != 0.5 and loaded.threshold == raw["threshold"]
     assert loaded.multi_turn_threshold == raw["multi_turn_threshold"] is not None
-    # one threshold for every decision: the multi-turn one is dropped
+    # one threshold for every decision: the multi-turn one is dropped; before that, the table's
+    # "all" row compares each decision against the threshold of its own kind
     assert main([*argv, "--decisions", "all"]) == 0
+    all_row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| all |"))
+    if raw["threshold"] != raw["multi_turn_threshold"]:
+        assert "| per kind: " in all_row
     assert "multi_turn_threshold" not in json.loads((bundle / "cascade.json").read_text())
     assert not list(bundle.glob(".*.tmp"))
 

@@ -186,6 +186,11 @@ def test_head_round_trips_through_its_files(tmp_path):
         {"data": "test"},
     )
     assert not list((tmp_path / "probe").glob("*.pkl"))
+    # a key this release does not read (a newer head) is refused, not silently ignored
+    config = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    (tmp_path / "probe" / "probe.json").write_text(json.dumps({**config, "calibration": "x"}))
+    with pytest.raises(ValueError, match=r"unknown keys \['calibration'\]"):
+        ProbeHead.load(tmp_path / "probe")
 
 
 def test_a_head_per_kind_scores_each_draft_with_the_head_of_its_kind(
@@ -290,7 +295,7 @@ def test_a_drafting_probe_scores_the_drafting_pass_without_loading_a_model(
     features = np.concatenate([states["1"], states["2"]])[None, :]
     assert verifier.score_drafted(reply) == pytest.approx(head.predict(features)[0])
     assert verifier.score_drafted(AIMessage("no states")) is None
-    assert head.predict_drafted({"1": states["1"]}) is None  # a layer missing
+    assert head.predict_drafted({"1": states["1"]}, calls=True) is None  # a layer missing
     assert verifier._loaded is None
 
 

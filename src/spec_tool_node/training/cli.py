@@ -111,7 +111,8 @@ def _probe_options(p: argparse.ArgumentParser) -> None:
         metavar="SET",
         help="candidate sets of the draft's log-prob statistics to append to the hidden states "
         "(values_mean, values_min, reply_mean; joined by commas, 'none' for hidden states "
-        "alone), e.g. --logprob-stats none values_mean,values_min; not with 'drafting'",
+        "alone), e.g. --logprob-stats none values_mean,values_min; never with the 'drafting' "
+        "pooling (mode G reads no statistics)",
     )
     g.add_argument(
         "--per-kind",
@@ -316,6 +317,10 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
         card={"data": str(args.data), "drafts": str(args.drafts), "label": args.label},
     )
     best = run.selection.best
+    if run.selection.per_kind_skipped:
+        print(
+            f"--per-kind: a head per kind of draft was not tried: {run.selection.per_kind_skipped}"
+        )
     print(
         f"probe on {run.n_drafts} drafts ({run.n_accept} to accept): layers {best['layers']}, "
         f"pooling {best['pooling']}, log-prob statistics {best['logprob_stats'] or 'none'}, "
@@ -383,10 +388,14 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         precision, recall = precision_recall(scores, labels, t)
         accepted = sum(s >= t for s in scores) / len(scores)
         thresholds[kind] = t
-        # what the bundle's current threshold does on these decisions, to compare against
-        now = bundled.gate_threshold if gate else bundled.accept_threshold(bool(later))
-        taken = [label for s, label in zip(scores, labels, strict=True) if s >= now]
-        shown_now = f"{now:.4f}: {len(taken)}, " + (
+        # what the bundle's current thresholds do on these decisions, to compare against: each
+        # decision meets the threshold of its kind, as the cascade applies them
+        now = {
+            i: bundled.gate_threshold if gate else bundled.accept_threshold(multi[i]) for i in ids
+        }
+        taken = [bool(drafts[i].get("right")) for i in ids if scored[i] >= now[i]]
+        applied = {f"{t:.4f}" for t in now.values()}
+        shown_now = f"{applied.pop() if len(applied) == 1 else 'per kind'}: {len(taken)}, " + (
             f"{sum(taken) / len(taken):.3f}" if taken else "-"
         )
         print(

@@ -288,6 +288,11 @@ def out_of_fold(
                     x[rows], y[rows], groups[rows], spec, folds=folds, seed=seed
                 )
         return scores
+    if len(set(groups)) < 2:
+        raise ValueError(
+            f"cross-validation needs drafts from at least two groups; these {len(y)} all come "
+            f"from {str(next(iter(groups)))!r}"
+        )
     scores = np.zeros(len(y))
     splitter = GroupKFold(n_splits=min(folds, len(set(groups))), shuffle=True, random_state=seed)
     for train, test in splitter.split(x, y, groups):
@@ -317,6 +322,23 @@ class Selection:
     best: dict[str, Any]
     oof: np.ndarray = field(repr=False)
     """Out-of-fold scores of the chosen configuration (for calibration)."""
+    per_kind_skipped: str | None = None
+    """Why a head per kind of draft was asked for and not tried (``None``: tried or not asked)."""
+
+
+def per_kind_problem(calls: np.ndarray, y: np.ndarray, groups: Sequence[str]) -> str | None:
+    """Why a head per kind of draft cannot be cross-validated here, or ``None`` if it can: each
+    kind needs right and wrong drafts, from at least two groups."""
+    groups = np.asarray(groups)
+    for kind, name in ((True, "tool-call"), (False, "text")):
+        rows = np.asarray(calls, dtype=bool) == kind
+        if not rows.any():
+            return f"there are no {name} drafts"
+        if len(set(y[rows])) < 2:
+            return f"the {name} drafts have no {'wrong' if y[rows].all() else 'right'} ones"
+        if len(set(groups[rows])) < 2:
+            return f"the {name} drafts all come from one group ({str(groups[rows][0])!r})"
+    return None
 
 
 def select_probe(
@@ -367,9 +389,9 @@ def _select(
 ) -> Selection:
     groups = [group_of(i) for i in features.ids]
     calls = calls_tools(features.drafts)
-    # a head per kind is fit only where each kind has right and wrong drafts
-    splittable = all(len(set(y[calls == kind])) == 2 for kind in (True, False))
-    per_kind = [split for split in per_kind if splittable or not split]
+    # a head per kind is fit only where each kind has right and wrong drafts, from two groups
+    skipped = per_kind_problem(calls, y, groups) if any(per_kind) else None
+    per_kind = [split for split in per_kind if not (split and skipped)]
     layer_sets = [list(s) for s in layers] if layers else [[la] for la in features.layers[1:]]
     rows = []
     best: tuple[float, dict[str, Any], np.ndarray] | None = None
@@ -381,6 +403,8 @@ def _select(
         for stats in stat_sets
         # statistics alone read no hidden state: one pooling is enough for them
         if chosen or (stats and pooling == poolings[0])
+        # the drafting pass is mode G's, which reads no statistics
+        if not (stats and pooling == "drafting")
     ]
     for pooling, chosen, stats in configurations:
         x = features.matrix(chosen, pooling, stats)
@@ -401,8 +425,12 @@ def _select(
             rows.append(row)
             if best is None or score > best[0]:
                 best = (score, row, oof)
-    assert best is not None
-    return Selection(rows, best[1], best[2])
+    if best is None:
+        raise ValueError(
+            "no probe configuration to try"
+            + (f": a head per kind was the only choice, and {skipped}" if skipped else "")
+        )
+    return Selection(rows, best[1], best[2], per_kind_skipped=skipped)
 
 
 def train_head(

@@ -156,7 +156,8 @@ LOGPROB_STATS = ("values_mean", "values_min", "reply_mean")
 """What a head may read besides hidden states: the base model's log-probs of the draft's own
 tokens, from the same pass (natural log): their mean and minimum over the ``values`` tokens, and
 their mean over the whole reply. A model that finds a call's argument values surprising is often
-right to; these are the few meaningful tokens the log-prob gate of mode G also reads."""
+right to. The ``values`` tokens are the tool names and argument values (the log-prob gate of
+mode G reads the argument values alone)."""
 
 
 @dataclass
@@ -174,10 +175,14 @@ def _logprob_stats(
 ) -> list[float]:
     """:data:`LOGPROB_STATS` of one row: the reply's tokens scored from the states before them
     (the last hidden state is the normed one the vocabulary projection reads)."""
-    positions = torch.arange(r.reply_start, len(r.input_ids), device=last.device)
+    # the first token has no state before it: when truncation left no prompt, it is skipped
+    start = max(r.reply_start, 1)
+    if start >= len(r.input_ids):
+        return [0.0] * len(LOGPROB_STATS)  # nothing of the reply left to score
+    positions = torch.arange(start, len(r.input_ids), device=last.device)
     logits = output_embeddings(last[positions - 1]).float()
     token = torch.log_softmax(logits, dim=-1).gather(1, input_ids[positions][:, None])[:, 0]
-    offsets = [p - r.reply_start for p in r.values]
+    offsets = [p - start for p in r.values if p >= start]
     values = token[offsets] if offsets else token
     return [values.mean().item(), values.min().item(), token.mean().item()]
 
@@ -239,6 +244,13 @@ def read_drafts(
 
 
 # -- the head -------------------------------------------------------------------------------------
+
+
+_CONFIG_KEYS = {
+    *("kind", "base_model", "layers", "pooling", "head", "dense_layers", "logprob_stats"),
+    *("threshold", "card", "text_head"),
+}
+"""The keys of ``probe.json`` this release reads; a file with others is refused, not misread."""
 
 
 @dataclass
@@ -319,6 +331,8 @@ class ProbeHead:
         if calls is None:
             raise ValueError("this probe has a head per kind of draft: say which drafts call tools")
         calls = np.asarray(calls, dtype=bool)
+        if calls.shape != (len(features),):
+            raise ValueError(f"{len(features)} feature rows, but calls says {calls.size} kinds")
         return np.where(calls, self._dense(features), self.text_head._dense(features))
 
     def _dense(self, features: np.ndarray) -> np.ndarray:
@@ -330,10 +344,10 @@ class ProbeHead:
         return 1.0 / (1.0 + np.exp(-x[:, 0]))
 
     def predict_drafted(
-        self, states: Mapping[str, Sequence[float]], calls: bool = True
+        self, states: Mapping[str, Sequence[float]], *, calls: bool
     ) -> float | None:
         """p(ACCEPT) from the pooled states a drafting pass returned (``HFChatModel``'s
-        ``hidden_layers``, keyed by layer) for a draft that calls tools or (``calls=False``) does
+        ``hidden_layers``, keyed by layer) for a draft that calls tools (``calls``) or does
         not, or ``None`` when this head does not read them (its pooling is not ``drafting``) or
         a layer it needs is missing."""
         if (
@@ -387,6 +401,12 @@ class ProbeHead:
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} is not a probe: no {CONFIG_FILE} in it")
         config = json.loads(config_path.read_text())
+        unknown = set(config) - _CONFIG_KEYS
+        if unknown:  # a head from a newer release: scoring it without them would be wrong
+            raise ValueError(
+                f"{config_path}: unknown keys {sorted(unknown)} (written by a newer "
+                "spec-tool-node? upgrade it to load this probe)"
+            )
         tensors = load_file(str(directory / HEAD_FILE))
         count = int(config["dense_layers"])
         return cls(
