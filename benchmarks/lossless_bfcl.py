@@ -7,7 +7,8 @@ load hits both alike. Examples are taken round-robin over the categories (the i-
 the (i+1)-th), so a run stopped early leaves a balanced sample. On every ``--assisted-every``-th
 example the strong model also writes its action with transformers' assisted generation (the
 proposer drafting tokens ahead), after A and F. Every row is appended to ``--out``
-as soon as it is measured; rerunning the same command continues where it stopped.
+as soon as it is measured; rerunning the same command continues where it stopped. ``--shard 0/2``
+and ``--shard 1/2`` split what is left between two processes appending to the same file.
 
     nice -n 5 .venv/bin/python benchmarks/lossless_bfcl.py --limit 50 \\
         --out benchmarks/results/lossless/side_by_side.jsonl
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> None:
             except (json.JSONDecodeError, KeyError):
                 continue  # a half-written last line of a killed run
     todo = [ex for ex in balanced(args.limit) if ex.id not in done]
+    index, count = args.shard
+    todo = todo[index::count]  # this process's share; each row is one append of one line
     print(f"{len(done)} done, {len(todo)} to do", flush=True)
     if not todo:
         return
@@ -153,6 +156,13 @@ def main() -> None:
         help="also time assisted generation (the proposer drafting tokens) on every N-th example",
     )
     parser.add_argument("--out", default="benchmarks/results/lossless/side_by_side.jsonl")
+    parser.add_argument(
+        "--shard",
+        type=lambda t: tuple(int(x) for x in t.split("/")),
+        default=(0, 1),
+        metavar="K/N",
+        help="measure every N-th example still to do, from the K-th (one process per core)",
+    )
     run(parser.parse_args())
 
 
