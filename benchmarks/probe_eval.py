@@ -120,7 +120,13 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--max-cost", type=float, default=0.7)
-    parser.add_argument("--live", type=int, default=6, help="drafts scored live and timed")
+    parser.add_argument(
+        "--live",
+        type=int,
+        default=6,
+        help="drafts scored live and timed (at least 1: the verifier cache's wall times are "
+        "their mean)",
+    )
     parser.add_argument(
         "--export",
         type=Path,
@@ -148,9 +154,12 @@ def main() -> None:
         help="the variant whose head goes into the bundle",
     )
     args = parser.parse_args()
+    if args.live < 1:
+        parser.error("--live must be at least 1: the verifier cache's wall times come from it")
     args.out.mkdir(parents=True, exist_ok=True)
     parts = [f for f in map(load_features, args.features) if f is not None]
-    assert parts, f"no features in {args.features}"
+    if not parts:
+        parser.error(f"no features in {[str(f) for f in args.features]}")
     features = FeatureSet(
         parts[0].base_model,
         parts[0].layers,

@@ -81,6 +81,7 @@ def test_feature_cache_resumes_and_a_complete_one_needs_no_model(
         items, tmp_path, base_model="tiny", loaded=(tiny_model, tiny_tokenizer), chunk=3
     )
     assert len(list(tmp_path.glob("part-*.npz"))) == 3  # only the 2 new pairs were computed
+    assert not list(tmp_path.glob(".*.tmp"))  # each part is written whole, then renamed
     np.testing.assert_array_equal(both.features[:4], first.features)
     # complete: no model is loaded (the name would not load) and the order follows ``items``
     again = extract_features(items[::-1], tmp_path, base_model="tiny")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -184,13 +185,17 @@ def extract_features(
             reading = read_drafts(
                 model, tokenizer, rendered, chosen, poolings, batch_size=batch_size
             )
-            np.savez(
-                folder / f"part-{start + n:05d}.npz",
-                ids=np.array([e.id for e, _ in part]),
-                drafts=np.array([d for _, d in part]),
-                features=reading.pooled.astype(np.float16),
-                logprobs=reading.logprobs,
-            )
+            final = folder / f"part-{start + n:05d}.npz"
+            partial = final.with_name(f".{final.name}.tmp")  # a killed run leaves no half part
+            with partial.open("wb") as sink:
+                np.savez(
+                    sink,
+                    ids=np.array([e.id for e, _ in part]),
+                    drafts=np.array([d for _, d in part]),
+                    features=reading.pooled.astype(np.float16),
+                    logprobs=reading.logprobs,
+                )
+            os.replace(partial, final)
             bar.update(len(part))
         bar.close()
     features = load_features(folder)
