@@ -61,24 +61,7 @@ def test_text_around_a_call_stays_content():
 @pytest.mark.parametrize(
     "text",
     [
-        # written by Qwen2.5-Coder-0.5B in BFCL multi-turn tasks: a call, then its imagined result
-        '{"name": "ls", "arguments": {"a": true}}\n{"current_directory_content": ["report.txt"]}',
-        '{"name": "ls", "arguments": {"a": true}}\n{"response": "None"}\n'
-        '{"name": "cd", "arguments": {"folder": "tmp"}}',  # a call after an imagined result: dropped
-        '```json\n{"name": "ls", "arguments": {"a": true}}\n{"status": "success"}\n```',
-    ],
-)
-def test_json_after_the_leading_calls_is_dropped(text):
-    reply = parse_reply(text)
-    assert calls(text) == [{"name": "ls", "args": {"a": True}}]
-    assert reply.content == "" and reply.invalid_tool_calls == []
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
         "Paris is sunny today.",
-        '{"result": "None"}\n{"name": "ls", "arguments": {}}',  # JSON that starts with no call
         '```json\n{"temperature": 21}\n```',  # JSON that is not a call is an answer
         "```python\nprint('hi')\n```",
         "{not json at all",

@@ -137,14 +137,8 @@ def _parse_blob(blob: str, reply: ParsedReply, *, must_be_call: bool) -> bool:
             return True
         return False
     objects = [c for v in values for c in _candidates(v)]
-    if not must_be_call:
-        # a small model often writes a call and then imagines its result as more JSON: the calls
-        # it led with are the action (the tool's real result comes next); JSON that does not
-        # start with a call is an answer
-        leading = next((i for i, o in enumerate(objects) if not _is_call_shaped(o)), len(objects))
-        if leading == 0:
-            return False
-        objects = objects[:leading]
+    if not must_be_call and not all(_is_call_shaped(o) for o in objects):
+        return False
     for obj in objects:
         if isinstance(obj, dict):
             _add(reply, _to_call(obj))
@@ -164,8 +158,6 @@ def parse_reply(text: str) -> ParsedReply:
     """Parse ``<tool_call>`` tags, fenced JSON blocks, or a bare JSON reply into tool calls.
 
     Text outside the calls stays as content. A reply with no call-shaped JSON is a plain answer.
-    In a fenced block or bare JSON, JSON values after the leading calls (the results a small
-    model imagines for them) are dropped; the reply's raw text keeps them.
     """
     if "<tool_call>" in text:
         reply = ParsedReply(content=_TAGGED.sub("", text).strip())
