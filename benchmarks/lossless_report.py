@@ -144,16 +144,30 @@ def main() -> None:
     parser.add_argument("--rows", default="benchmarks/results/lossless/side_by_side.jsonl")
     parser.add_argument("--gate", default="benchmarks/results/gate/calibration.json")
     parser.add_argument("--out", default="benchmarks/results/lossless")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=BUNDLE,
+        help="cascade.json whose threshold and fallback setting mode D replays",
+    )
+    parser.add_argument(
+        "--verifier-cache",
+        type=Path,
+        help="the committed verifier scores mode D reads (default: the first verifier file of "
+        "the BFCL cache, as the earlier reports read)",
+    )
     args = parser.parse_args()
 
     rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
     examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
-    verifier_file = next(CACHE.glob("verifier--*--on--qwen2.5-coder-0.5b-instruct-*.jsonl"))
+    verifier_file = args.verifier_cache or next(
+        CACHE.glob("verifier--*--on--qwen2.5-coder-0.5b-instruct-*.jsonl")
+    )
     scores = load_draft_cache(verifier_file)
     # mode A as the committed evaluation collected it: the 1.5B's old, doubled-brace template
     committed = load_draft_cache(next(CACHE.glob("strong--qwen2.5-coder-1.5b-instruct-*.jsonl")))
     read_s, step_s, weight = prefill_weight(rows)
-    bundle = CascadeConfig.load(BUNDLE)
+    bundle = CascadeConfig.load(args.bundle)
     gate = json.loads(Path(args.gate).read_text()) if Path(args.gate).exists() else None
     base = bundle.model_copy(
         update={
@@ -198,6 +212,8 @@ def main() -> None:
             if r["F"]["raw_text"] != r["A"]["raw_text"]
         ],
         "D_left_out": len(rows) - len(results["D"]),
+        "D_bundle": str(args.bundle),
+        "D_verifier_scores": str(verifier_file),
         "assisted": assisted_summary(rows),
         "A_same_action_as_committed_cache": sum(
             collected[r["id"]].strong["action"]
@@ -207,6 +223,7 @@ def main() -> None:
         "A_same_action_as_committed_cache_of": sum(r["id"] in committed for r in rows),
     }
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (out / "samples.jsonl").open("w") as f:
         for mode in modes:
