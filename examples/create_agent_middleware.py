@@ -16,28 +16,22 @@ import time
 
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
-from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_threshold, model_options, models, show
+from travel_tools import (
+    SYSTEM_PROMPT,
+    TOOLS,
+    TRANSFER_LIMIT,
+    bundle_threshold,
+    model_options,
+    models,
+    show,
+)
 
 from spec_tool_node import (
     CascadeConfig,
     SafetyGateMiddleware,
-    SafetyPolicy,
     SpeculativeActionMiddleware,
 )
 from spec_tool_node.costs import format_table
-
-POLICY = SafetyPolicy.from_dict(
-    {
-        "rules": [
-            {
-                "id": "transfer-limit",
-                "tool": "transfer_money",
-                "when": [{"arg": "amount", "op": "gt", "value": 1000}],
-                "reason": "transfers over 1000 EUR need a human",
-            }
-        ]
-    }
-)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 verifier=verifier,
                 config=CascadeConfig(mode="D", threshold=bundle_threshold(args.bundle)),
             ),
-            SafetyGateMiddleware(POLICY),
+            SafetyGateMiddleware(TRANSFER_LIMIT),
         ],
     )
     start = time.perf_counter()

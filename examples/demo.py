@@ -29,9 +29,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
 from tqdm import tqdm
-from travel_tools import SMALL, SYSTEM_PROMPT, TOOLS
+from travel_tools import SMALL, SYSTEM_PROMPT, TOOLS, TRANSFER_LIMIT
 
-from spec_tool_node import MODES, CascadeConfig, HFChatModel, SafetyPolicy
+from spec_tool_node import MODES, CascadeConfig, HFChatModel
 from spec_tool_node import SpeculativeActionNode as Node
 from spec_tool_node.bfcl.trajectories import build_graph, run_trajectory
 from spec_tool_node.bundle import Bundle
@@ -42,19 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = ROOT / "benchmarks" / "results" / "default_bundle"
 
 # -- the assistant's tasks ----------------------------------------------------------------------
-
-POLICY = SafetyPolicy.from_dict(
-    {
-        "rules": [
-            {
-                "id": "transfer-limit",
-                "tool": "transfer_money",
-                "when": [{"arg": "amount", "op": "gt", "value": 1000}],
-                "reason": "transfers over 1000 need a human",
-            }
-        ]
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -285,7 +272,7 @@ def main() -> None:
                 verifier=verifier,
                 tools=tools,
                 config=cfg,
-                safety=POLICY if task is None else None,
+                safety=TRANSFER_LIMIT if task is None else None,
                 system_prompt=SYSTEM_PROMPT if task is None else None,
             )
 

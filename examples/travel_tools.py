@@ -16,7 +16,7 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import tool
 
-from spec_tool_node import HFChatModel
+from spec_tool_node import HFChatModel, SafetyPolicy
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.verifiers import Verifier, load_verifier
 
@@ -100,6 +100,21 @@ def transfer_money(recipient: str, amount: float) -> str:
 
 
 TOOLS = [get_weather, get_local_time, convert_currency, search_flights, transfer_money]
+
+TRANSFER_LIMIT = SafetyPolicy.from_dict(
+    {
+        "rules": [
+            {
+                "id": "transfer-limit",
+                "tool": "transfer_money",
+                "when": [{"arg": "amount", "op": "gt", "value": 1000}],
+                "reason": "transfers over 1000 need a human",
+            }
+        ]
+    }
+)
+"""The payments rule of the demo and the middleware example, written in code (the safety-policy
+example reads the same rule, and one more, from ``policies/travel.yaml``)."""
 
 
 def model_options(parser: argparse.ArgumentParser) -> None:
