@@ -206,6 +206,13 @@ def main() -> None:
         / max(sum(r["F"]["lossless"]["draft_tokens"] for r in rows), 1),
         "F_cost_flat_per_call": sum(x.cost for x in flat_f) / len(flat_f),
         "modes": {m: summarize(results[m], results["A"]) for m in modes},
+        "F_by_category": {
+            c: summarize(
+                [x for x in results["F"] if examples[x.id].meta.get("category") == c],
+                results["A"],
+            )
+            for c in dict.fromkeys(r["category"] for r in rows)
+        },
         "differences": [
             {"id": r["id"], "A": r["A"]["raw_text"], "F": r["F"]["raw_text"]}
             for r in rows
