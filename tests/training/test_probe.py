@@ -324,6 +324,11 @@ def test_train_verifier_method_probe_cli(tiny_model, tiny_tokenizer, tmp_path, c
     assert "a head per kind of draft was not tried: there are no text drafts" in (
         capsys.readouterr().out
     )
+    # drafts that are all right cannot train a probe: an error message, not a traceback
+    lines = [json.loads(x) for x in drafts.read_text().splitlines()]
+    drafts.write_text("".join(json.dumps({**x, "right": True}) + "\n" for x in lines))
+    assert main(argv) == 2
+    assert "error: the training drafts need both right and wrong ones" in capsys.readouterr().err
 
 
 def test_probe_method_needs_drafts(tmp_path, capsys):

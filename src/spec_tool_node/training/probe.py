@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from spec_tool_node.actions import action_from_canonical
+from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers.probe import (
     LOGPROB_STATS,
@@ -33,6 +34,11 @@ from spec_tool_node.verifiers.probe import (
 )
 
 META_FILE = "features.json"
+
+
+class ProbeTrainingError(SpecToolNodeError, ValueError):
+    """Drafts, labels or a feature cache that cannot train the probe asked for (the CLI prints
+    the message instead of a traceback)."""
 
 
 # -- features ------------------------------------------------------------------------------------
@@ -63,7 +69,7 @@ class FeatureSet:
         columns = [self.features[:, p, self.layers.index(layer)] for layer in layers]
         if stats:
             if self.logprobs is None:
-                raise ValueError(
+                raise ProbeTrainingError(
                     "this feature cache has no log-prob statistics (made before they were "
                     "recorded): extract the features again into a new folder"
                 )
@@ -167,7 +173,7 @@ def extract_features(
         if meta_path.is_file():
             recorded = json.loads(meta_path.read_text())
             if recorded != meta:
-                raise ValueError(
+                raise ProbeTrainingError(
                     f"feature cache {folder} was made with {recorded}, not {meta}: use another "
                     "folder"
                 )
@@ -294,7 +300,7 @@ def out_of_fold(
                 )
         return scores
     if len(set(groups)) < 2:
-        raise ValueError(
+        raise ProbeTrainingError(
             f"cross-validation needs drafts from at least two groups; these {len(y)} all come "
             f"from {str(next(iter(groups)))!r}"
         )
@@ -371,10 +377,12 @@ def select_probe(
 
     y = np.asarray(labels, dtype=int)
     if len(set(y)) < 2:
-        raise ValueError("the training drafts need both right and wrong ones to train a probe")
+        raise ProbeTrainingError(
+            "the training drafts need both right and wrong ones to train a probe"
+        )
     unknown = {name for chosen in stat_sets for name in chosen} - set(LOGPROB_STATS)
     if unknown:
-        raise ValueError(
+        raise ProbeTrainingError(
             f"unknown log-prob statistics {sorted(unknown)}; known: {', '.join(LOGPROB_STATS)}"
         )
     with threadpool_limits(limits=1):  # BLAS threads cost more than they save on fits this small
@@ -431,7 +439,7 @@ def _select(
             if best is None or score > best[0]:
                 best = (score, row, oof)
     if best is None:
-        raise ValueError(
+        raise ProbeTrainingError(
             "no probe configuration to try"
             + (f": a head per kind was the only choice, and {skipped}" if skipped else "")
         )
@@ -456,7 +464,7 @@ def train_head(
     if per_kind:
         calls = calls_tools(features.drafts)
         if len(set(y[calls])) < 2 or len(set(y[~calls])) < 2:
-            raise ValueError(
+            raise ProbeTrainingError(
                 "a head per kind of draft needs right and wrong drafts of each kind (tool calls "
                 "and text)"
             )
