@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec_tool_node.jsonl import append_records, read_records
+from spec_tool_node.jsonl import JSONLError, append_records, read_records
 
 
 def test_a_torn_last_line_is_skipped_and_reading_never_writes(tmp_path):
@@ -29,5 +29,5 @@ def test_a_bad_line_inside_is_skipped_or_named(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"id": "a"}\n{oops\n{"id": "b"}\n')
     assert [r["id"] for r in read_records(path)] == ["a", "b"]
-    with pytest.raises(ValueError, match=r"cache\.jsonl:2: not JSON"):
+    with pytest.raises(JSONLError, match=r"cache\.jsonl:2: not JSON"):  # a SpecToolNodeError
         list(read_records(path, strict=True))

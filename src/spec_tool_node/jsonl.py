@@ -12,12 +12,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from spec_tool_node.errors import SpecToolNodeError
+
+
+class JSONLError(SpecToolNodeError, ValueError):
+    """A line of a JSONL file that is not JSON (named by file and line)."""
+
 
 def read_records(path: str | Path, *, strict: bool = False) -> Iterator[dict[str, Any]]:
     """The records of a JSONL file in order; a missing file has none.
 
     A last line without its newline (a killed run's) is skipped. Any other line that is not
-    JSON is skipped too, unless ``strict``, which raises ``ValueError`` naming file and line.
+    JSON is skipped too, unless ``strict``, which raises :class:`JSONLError` naming file and line.
     """
     path = Path(path)
     if not path.is_file():
@@ -31,7 +37,7 @@ def read_records(path: str | Path, *, strict: bool = False) -> Iterator[dict[str
             yield json.loads(line)
         except json.JSONDecodeError as e:
             if strict:
-                raise ValueError(f"{path}:{number}: not JSON: {e}") from e
+                raise JSONLError(f"{path}:{number}: not JSON: {e}") from e
 
 
 def repair_tail(path: str | Path) -> None:
