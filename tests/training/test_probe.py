@@ -391,6 +391,34 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     assert not list(bundle.glob(".*.tmp"))
 
 
+def test_calibrate_says_when_no_threshold_reaches_the_precision(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+
+    base = _save_base(tmp_path / "tiny", tiny_model, tiny_tokenizer)
+    hidden = tiny_model.config.hidden_size
+    head = ProbeHead(
+        str(base), [2], "mean", np.zeros(hidden), np.ones(hidden),
+        [np.zeros((hidden, 1))], [np.zeros(1)],
+    )  # fmt: skip
+    head.save(tmp_path / "head")  # p = 0.5 for every draft: precision is the share right
+    config = CascadeConfig(
+        mode="D", threshold=0.5, verifier=ModelSpec(model=str(base), adapter=str(tmp_path / "head"))
+    )
+    bundle = Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    examples = _examples(4)
+    data = tmp_path / "decisions.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    drafts = _write_drafts(tmp_path / "drafts.jsonl", examples)
+    argv = ["train", "calibrate", "--bundle", str(bundle), "--data", str(data), "--drafts",
+            str(drafts), "--precision", "0.9"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "note: no threshold reaches precision 0.9 on the single-turn (0.500), all (0.500)" in out
+
+
 def test_a_mode_g_bundle_is_written_and_calibrated_on_its_gate_threshold(
     tiny_model, tiny_tokenizer, tmp_path, capsys
 ):

@@ -378,6 +378,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         "| the bundle's threshold now: accepts, precision |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
+    unreachable = []
     for kind, later in [*kinds.items(), ("all", None)]:
         ids = [i for i in scored if later is None or multi[i] == later]
         if not ids:
@@ -388,6 +389,8 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         precision, recall = precision_recall(scores, labels, t)
         accepted = sum(s >= t for s in scores) / len(scores)
         thresholds[kind] = t
+        if args.precision is not None and precision < args.precision:
+            unreachable.append(f"{kind} ({precision:.3f})")
         # what the bundle's current thresholds do on these decisions, to compare against: each
         # decision meets the threshold of its kind, as the cascade applies them
         now = {
@@ -401,6 +404,11 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         print(
             f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
             f"| {accepted:.0%} | {shown_now} |"
+        )
+    if unreachable:  # calibrate() then returns the most precise threshold; say so plainly
+        print(
+            f"note: no threshold reaches precision {args.precision} on the {', '.join(unreachable)}"
+            " decisions; the most precise threshold is given (precision in brackets)"
         )
     if gate:  # scored in one pass over each draft, which the drafting pass approximates
         written = {"gate_threshold": thresholds["all"]}
@@ -578,7 +586,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the proposer's drafts on --data, from `train mine` (their `right` is the label)",
     )
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--precision", type=float, help="lowest threshold reaching this precision")
+    target.add_argument(
+        "--precision",
+        type=float,
+        help="lowest threshold reaching this precision (where none does: the most precise "
+        "threshold, and a note says so)",
+    )
     target.add_argument("--accept-rate", type=float, help="threshold accepting this share")
     p.add_argument(
         "--decisions",
