@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from spec_tool_node.errors import SpecToolNodeError
 
@@ -81,11 +82,20 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return len(lines)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write a whole file atomically (a temp file beside it, then a rename), so a reader never
-    sees it half-written and a killed run leaves the old file as it was."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``path`` whole or not at all: it is written beside it under
+    a temporary name and renamed when the block ends, so a reader never sees it half-written and
+    a killed run leaves the old file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with tmp.open("wb") as sink:
+        yield sink
     tmp.replace(path)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a whole file atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as sink:
+        sink.write(text.encode("utf-8"))

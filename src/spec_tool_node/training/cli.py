@@ -397,7 +397,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
             i: bundled.gate_threshold if gate else bundled.accept_threshold(multi[i]) for i in ids
         }
         taken = [bool(drafts[i].get("right")) for i in ids if scored[i] >= now[i]]
-        applied = {f"{t:.4f}" for t in now.values()}
+        applied = {f"{value:.4f}" for value in now.values()}
         shown_now = f"{applied.pop() if len(applied) == 1 else 'per kind'}: {len(taken)}, " + (
             f"{sum(taken) / len(taken):.3f}" if taken else "-"
         )

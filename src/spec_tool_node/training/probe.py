@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.errors import SpecToolNodeError
 from spec_tool_node.example_files import Example
+from spec_tool_node.jsonl import atomic_file
 from spec_tool_node.verifiers.probe import (
     LOGPROB_STATS,
     POOLINGS,
@@ -191,9 +191,7 @@ def extract_features(
             reading = read_drafts(
                 model, tokenizer, rendered, chosen, poolings, batch_size=batch_size
             )
-            final = folder / f"part-{start + n:05d}.npz"
-            partial = final.with_name(f".{final.name}.tmp")  # a killed run leaves no half part
-            with partial.open("wb") as sink:
+            with atomic_file(folder / f"part-{start + n:05d}.npz") as sink:  # never half a part
                 np.savez(
                     sink,
                     ids=np.array([e.id for e, _ in part]),
@@ -201,7 +199,6 @@ def extract_features(
                     features=reading.pooled.astype(np.float16),
                     logprobs=reading.logprobs,
                 )
-            os.replace(partial, final)
             bar.update(len(part))
         bar.close()
     features = load_features(folder)
@@ -337,18 +334,20 @@ class Selection:
     """Why a head per kind of draft was asked for and not tried (``None``: tried or not asked)."""
 
 
-def per_kind_problem(calls: np.ndarray, y: np.ndarray, groups: Sequence[str]) -> str | None:
-    """Why a head per kind of draft cannot be cross-validated here, or ``None`` if it can: each
-    kind needs right and wrong drafts, from at least two groups."""
-    groups = np.asarray(groups)
+def per_kind_problem(
+    calls: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None
+) -> str | None:
+    """Why a head per kind of draft cannot be fit here, or ``None`` if it can: each kind needs
+    right and wrong drafts, and, to be cross-validated (``groups`` given), at least two groups."""
     for kind, name in ((True, "tool-call"), (False, "text")):
         rows = np.asarray(calls, dtype=bool) == kind
         if not rows.any():
             return f"there are no {name} drafts"
         if len(set(y[rows])) < 2:
             return f"the {name} drafts have no {'wrong' if y[rows].all() else 'right'} ones"
-        if len(set(groups[rows])) < 2:
-            return f"the {name} drafts all come from one group ({str(groups[rows][0])!r})"
+        kind_groups = None if groups is None else np.asarray(groups)[rows]
+        if kind_groups is not None and len(set(kind_groups)) < 2:
+            return f"the {name} drafts all come from one group ({str(kind_groups[0])!r})"
     return None
 
 
@@ -463,7 +462,7 @@ def train_head(
     y = np.asarray(labels, dtype=int)
     if per_kind:
         calls = calls_tools(features.drafts)
-        if len(set(y[calls])) < 2 or len(set(y[~calls])) < 2:
+        if per_kind_problem(calls, y):
             raise ProbeTrainingError(
                 "a head per kind of draft needs right and wrong drafts of each kind (tool calls "
                 "and text)"

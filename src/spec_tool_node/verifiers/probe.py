@@ -403,7 +403,7 @@ class ProbeHead:
         config = json.loads(config_path.read_text())
         unknown = set(config) - _CONFIG_KEYS
         if unknown:  # a head from a newer release: scoring it without them would be wrong
-            raise ValueError(
+            raise ConfigError(
                 f"{config_path}: unknown keys {sorted(unknown)} (written by a newer "
                 "spec-tool-node? upgrade it to load this probe)"
             )
