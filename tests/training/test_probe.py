@@ -385,8 +385,8 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     # "all" row compares each decision against the threshold of its own kind
     assert main([*argv, "--decisions", "all"]) == 0
     all_row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| all |"))
-    if raw["threshold"] != raw["multi_turn_threshold"]:
-        assert "| per kind: " in all_row
+    assert raw["threshold"] != raw["multi_turn_threshold"]  # so the row must say "per kind"
+    assert "| per kind: " in all_row
     assert "multi_turn_threshold" not in json.loads((bundle / "cascade.json").read_text())
     assert not list(bundle.glob(".*.tmp"))
 
