@@ -17,8 +17,14 @@ PYTEST_ARGS ?=
 # (each test worker, each example or CLI a test starts) would compile torch and transformers
 # again, about 7 s each on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
+#
+# The venv's own pip (23.2 with Python 3.11) spends most of its resolve checking the tags of every
+# wheel on every index page, in Python; a current pip does it several times faster, so it is
+# upgraded first (the whole install measured 36.1 and 36.4 s here with pip 23.2, 27.3 and 27.0 s
+# with pip 26.3, the upgrade included).
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --no-compile --upgrade "pip>=25"
 	$(PY) -m pip install -q --no-compile "$(TORCH)" -e ".[dev,bench,train,bfcl]"
 	$(PY) -m pip install -q --no-compile --no-deps "$(BFCL)"
 	touch $@
