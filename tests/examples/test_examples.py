@@ -9,6 +9,7 @@ The remote-models example runs against a real llama.cpp server on Qwen2.5-Coder-
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,13 @@ def run_example(name: str, *args: str) -> str:
     return done.stdout
 
 
-def test_add_to_your_agent():
-    out = run_example("add_to_your_agent.py", "--small")
+def test_add_to_your_agent(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run in the test process through the example's ``main``, as the other examples run in a new
+    one: this worker has torch, transformers and LangChain loaded already, and a new process would
+    spend seconds loading them again on every `make test`."""
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    importlib.import_module("add_to_your_agent").main(["--small"])
+    out = capsys.readouterr().out
     before, after = out.split("\nafter (SpeculativeActionNode, mode D")
     assert "before (strong model every step" in before and "human: What's the weather" in before
     assert "human: What's the weather" in after
