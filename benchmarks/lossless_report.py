@@ -33,11 +33,13 @@ from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CostModel
 from spec_tool_node.evaluation.collector import Collected, message_record
 from spec_tool_node.evaluation.simulator import SampleResult, replay
+from spec_tool_node.jsonl import read_records
 from spec_tool_node.training.data import load_draft_cache
 
 CACHE = Path("benchmarks/results/bfcl/cache")
 BUNDLE = Path("benchmarks/results/verifier/bundle/cascade.json")
 MODES = {"A": "always strong", "B": "cheap only", "F": "lossless", "D": "verifier + spec. fallback"}
+"""The modes every report replays; E (``--rerank``) and G (``--gate``) when their inputs exist."""
 
 
 def message_of(part: dict[str, Any]) -> AIMessage:
@@ -62,7 +64,18 @@ def message_of(part: dict[str, Any]) -> AIMessage:
     )
 
 
-def collected_of(row: dict[str, Any], example: Any, scores: dict[str, Any]) -> Collected:
+def collected_of(
+    row: dict[str, Any],
+    example: Any,
+    scores: dict[str, Any],
+    rerank: dict[str, Any] | None = None,
+    samples: list[dict[str, Any]] | None = None,
+) -> Collected:
+    """One row as the simulator's cache entry. With ``rerank`` (a ``lossless_rerank.py`` line)
+    and the ``samples`` it scored, the verifier's scores come from it (mode D reads the greedy
+    draft's score; its call record is the batch call's, a little longer than a call on the
+    greedy draft alone) and mode E can continue its best draft; otherwise mode D reads
+    ``scores`` where they scored this row's greedy draft."""
     tools = tool_schemas(example.tools)
 
     def record(part: dict[str, Any], name: str) -> dict[str, Any]:
@@ -72,12 +85,23 @@ def collected_of(row: dict[str, Any], example: Any, scores: dict[str, Any]) -> C
     verifier = scores.get(row["id"])
     single = (verifier or {}).get("single") or {}
     same = single.get("drafts") == ([draft["action"]] if draft["valid"] else None)
-    return Collected(
+    collected = Collected(
         draft=draft,
         verifier={"single": single} if same else None,
         strong=record(row["A"], "qwen2.5-coder-1.5b-instruct"),
         continued=record(row["F"], "qwen2.5-coder-1.5b-instruct"),
     )
+    if rerank is not None:
+        batch = rerank["batch"]
+        collected.samples = samples
+        collected.verifier = {"batch": batch}
+        if draft["valid"]:
+            collected.verifier["single"] = {**batch, "drafts": batch["drafts"][:1],
+                                            "p": batch["p"][:1]}  # fmt: skip
+        if "continuation" in rerank:
+            part = rerank["continuation"]
+            collected.continuations[part["of"]] = record(part, "qwen2.5-coder-1.5b-instruct")
+    return collected
 
 
 def prefill_weight(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
@@ -114,6 +138,10 @@ def summarize(results: list[SampleResult], baseline: list[SampleResult]) -> dict
         "median_wall_s": statistics.median(r.wall_s for r in results),
         "accept_rate": sum(r.path == "accepted" for r in results) / n,
         "same_action_as_A": sum(r.action == base[r.id].action for r in results),
+        "fallbacks": sum(r.path == "fallback" for r in results),
+        "fallbacks_same_action_as_A": sum(
+            r.path == "fallback" and r.action == base[r.id].action for r in results
+        ),
     }
 
 
@@ -156,6 +184,12 @@ def main() -> None:
         help="the committed verifier scores mode D reads (default: the first verifier file of "
         "the BFCL cache, as the earlier reports read)",
     )
+    parser.add_argument(
+        "--rerank",
+        type=Path,
+        help="lossless_rerank.py's output: adds mode E (with the speculative fallback) and gives "
+        "mode D its scores",
+    )
     args = parser.parse_args()
 
     rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
@@ -175,12 +209,28 @@ def main() -> None:
             "gate_threshold": gate["gate_threshold"] if gate else 0.5,
         }
     )
-    collected = {r["id"]: collected_of(r, examples[r["id"]], scores) for r in rows}
-    modes = [*MODES, *(["G"] if gate else [])]
+    reranked = {r["id"]: r for r in read_records(args.rerank)} if args.rerank is not None else {}
+    sampled = load_draft_cache(next(CACHE.glob("samples--qwen2.5-coder-0.5b-instruct-*.jsonl")))
+    collected = {
+        r["id"]: collected_of(
+            r,
+            examples[r["id"]],
+            scores,
+            reranked.get(r["id"]),
+            sampled[r["id"]]["samples"][: bundle.n_drafts - 1] if r["id"] in reranked else None,
+        )
+        for r in rows
+    }
+    modes = [*MODES, *(["E"] if reranked else []), *(["G"] if gate else [])]
     results: dict[str, list[SampleResult]] = {}
     for mode in modes:
         config = base.model_copy(update={"mode": mode})
-        chosen = [r for r in rows if mode != "D" or collected[r["id"]].verifier is not None]
+        chosen = [
+            r
+            for r in rows
+            if (mode != "D" or collected[r["id"]].verifier is not None)
+            and (mode != "E" or r["id"] in reranked)
+        ]
         results[mode] = [replay(examples[r["id"]], collected[r["id"]], config) for r in chosen]
     flat = bundle.model_copy(update={"mode": "F"})  # a continuation priced as a full strong call
     flat_f = [replay(examples[r["id"]], collected[r["id"]], flat) for r in rows]

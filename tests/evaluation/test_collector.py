@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from spec_tool_node.actions import tool_schemas
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import (
@@ -17,7 +18,8 @@ from spec_tool_node.evaluation import (
     model_key,
     simulate,
 )
-from spec_tool_node.evaluation.collector import rebuild_message
+from spec_tool_node.evaluation.collector import draft_text, message_record, rebuild_message
+from spec_tool_node.evaluation.simulator import replay
 from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers import TrainedVerifier
 from tests.conftest import make_model, make_tokenizer
@@ -169,6 +171,32 @@ def test_real_hf_models_and_trained_verifier_end_to_end(tmp_path):
         tmp_path, ModelKeys(key_of(proposer), key_of(strong), key_of(verifier))
     )
     assert before.records.keys() == collection.records.keys()
+
+
+def test_mode_e_fallback_replays_the_continuation_of_its_best_draft(tmp_path):
+    """Mode E's speculative fallback continues its best-scored draft, which may be a sample: the
+    replay reads that draft's continuation by its text, says so when the cache lacks it, and
+    acts from scratch only when nothing was continued (as with an API strong model, live)."""
+    collection, _ = run(tmp_path, modes="AE")
+    ex = data()[0]
+    c = collection[ex.id]
+    c.verifier["batch"]["p"] = [0.1, 0.3, 0.2]  # the first sample is best; all are rejected
+    config = CONFIG.model_copy(update={"mode": "E", "threshold": 0.5})
+
+    plain = replay(ex, c, config)
+    assert plain.path == "fallback" and plain.calls[-1] == "strong:act"
+
+    c.continued = {**c.strong, "of": draft_text(c.draft)}  # the greedy draft's alone
+    with pytest.raises(CacheMissingError, match="continuation of this draft"):
+        replay(ex, c, config)
+
+    tools = tool_schemas(TOOLS)
+    continued = message_record(call("get_weather", city="Paris"), tools, wall_s=1.0,
+                               model_name="strong")  # fmt: skip
+    c.continuations[draft_text(c.samples[0])] = continued
+    result = replay(ex, c, config)
+    assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")
+    assert result.action == continued["action"] and result.correct
 
 
 def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):

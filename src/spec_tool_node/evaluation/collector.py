@@ -244,6 +244,9 @@ class Collected:
     continued: dict[str, Any] | None = None
     """The strong model's continuation of the greedy draft (mode F and speculative fallbacks),
     a :func:`message_record` of ``HFChatModel.continue_draft``'s reply."""
+    continuations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Continuations of sampled drafts, by the :func:`draft_text` of the draft continued: mode
+    E's speculative fallback continues the best-scored draft, which may be a sample."""
 
 
 @dataclass

@@ -52,6 +52,7 @@ from spec_tool_node.evaluation.collector import (
     Collected,
     Collection,
     context_of,
+    draft_text,
     rebuild_message,
 )
 from spec_tool_node.example_files import Example
@@ -137,6 +138,8 @@ class _Replay:
         self.calls: list[CallRecord] = []
         self.greedy: AIMessage | None = None
         """The greedy draft as proposed (the one a cached continuation continued)."""
+        self.proposed: dict[int, dict[str, Any]] = {}
+        """The cache record of each draft proposed, by the id of its rebuilt message."""
 
     def _missing(self, what: str) -> CacheMissingError:
         return CacheMissingError(f"example {self.example.id!r}: the cache has no {what}")
@@ -158,8 +161,12 @@ class _Replay:
         samples = c.samples or []
         if len(samples) < count - 1:
             raise self._missing(f"{count - 1} sampled drafts (it has {len(samples)})")
-        drafts = [self.draft(r) for r in [c.draft, *samples[: count - 1]]]
+        records = [c.draft, *samples[: count - 1]]
+        drafts = [self.draft(r) for r in records]
         self.greedy = drafts[0].message
+        self.proposed = {
+            id(d.message): r for d, r in zip(drafts, records, strict=True) if d.message is not None
+        }
         return drafts
 
     def score(self, drafts: list[Action], scorer: str) -> Scored:
@@ -189,9 +196,13 @@ class _Replay:
         return self._strong(record, "act")
 
     def continue_(self, draft: AIMessage) -> AIMessage:
-        """The cached continuation, when the draft continued is the cached greedy one."""
-        record = self.collected.continued
-        if record is None or self.greedy is None or draft is not self.greedy:
+        """The cached continuation of ``draft``: the greedy draft's, or a sample's by its text."""
+        if self.greedy is not None and draft is self.greedy:
+            record = self.collected.continued
+        else:
+            text = draft_text(self.proposed.get(id(draft)))
+            record = self.collected.continuations.get(text) if text is not None else None
+        if record is None:
             raise self._missing("strong continuation of this draft")
         return self._strong(record, "continue")
 
@@ -232,7 +243,8 @@ def replay(
     strong = spec.has_strong if has_strong is None else has_strong
     if spec.scorer == "lossless" and collected.continued is None:
         raise CacheMissingError(f"example {example.id!r}: the cache has no strong continuation")
-    continues = collected.continued is not None  # as a local strong model would, live
+    # as a local strong model would, live
+    continues = collected.continued is not None or bool(collected.continuations)
     context = convert_to_messages(example.messages)
     steps = decide(
         spec,
