@@ -36,6 +36,7 @@ from spec_tool_node.actions import action_from_canonical, tool_schemas
 from spec_tool_node.bundle import Bundle
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.evaluation.collector import (
+    best_draft,
     context_of,
     draft_text,
     rebuild_message,
@@ -44,15 +45,6 @@ from spec_tool_node.evaluation.collector import (
 from spec_tool_node.jsonl import read_records
 from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.verifiers.probe import load_verifier
-
-
-def best_record(records: list[dict[str, Any]], p: list[float]) -> dict[str, Any]:
-    """The draft mode E continues on reject, as ``cascade.decide`` picks it: the first valid
-    draft with the highest score, else the first draft (no valid one was scored)."""
-    valid = [r for r in records if r.get("valid")]
-    if not valid:
-        return records[0]
-    return valid[max(range(len(valid)), key=lambda i: p[i])]
 
 
 def measure(
@@ -76,7 +68,8 @@ def measure(
         "exception": None,
         "wall_s": time.perf_counter() - start,
     }
-    best = best_record(records, batch["p"])
+    best = best_draft(records, batch["p"])
+    assert best is not None  # the row's greedy draft has a reply
     out: dict[str, Any] = {"id": row["id"], "batch": batch, "best": records.index(best)}
     if best is not draft:
         start = time.perf_counter()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spec_tool_node.actions import tool_schemas
+from spec_tool_node.actions import action_from_message, canonical_text, tool_schemas
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import (
@@ -18,7 +18,7 @@ from spec_tool_node.evaluation import (
     model_key,
     simulate,
 )
-from spec_tool_node.evaluation.collector import draft_text, message_record, rebuild_message
+from spec_tool_node.evaluation.collector import Needs, draft_text, message_record, rebuild_message
 from spec_tool_node.evaluation.simulator import replay
 from spec_tool_node.example_files import Example
 from spec_tool_node.verifiers import TrainedVerifier
@@ -197,6 +197,36 @@ def test_mode_e_fallback_replays_the_continuation_of_its_best_draft(tmp_path):
     result = replay(ex, c, config)
     assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")
     assert result.action == continued["action"] and result.correct
+
+
+def test_continue_fallbacks_collects_the_continuation_each_fallback_reads(tmp_path):
+    """With ``continue_fallbacks``, the cache holds the strong model's continuation of the
+    draft each speculative fallback continues: the greedy draft for mode D, the best-scored
+    draft for mode E (here a sample). They load back, a rerun needs no model, and each replayed
+    fallback continues its draft to the strong model's own action (lossless)."""
+    proposer, _, _ = models()
+    tokenizer = make_tokenizer()
+    strong = HFChatModel(model="tiny-strong", loaded=(make_model(tokenizer, 1), tokenizer),
+                         max_new_tokens=8)  # fmt: skip
+    x = canonical_text(action_from_message(call("get_weather", city="X")))
+    verifier = LookupVerifier({x: 0.4}, default=0.2)  # the samples beat the greedy draft
+    examples = data()[:2]
+    options = {"config": CONFIG, "modes": "ADE", "continue_fallbacks": True, "progress": False}
+    collection = collect(examples, tmp_path, proposer=proposer, strong=strong,
+                         verifier=verifier, **options)  # fmt: skip
+    keys = ModelKeys(key_of(proposer), key_of(strong), key_of(verifier))
+    again = collect(examples, tmp_path, keys=keys, **options)  # complete: no model given
+    for ex in examples:
+        c = again[ex.id]
+        assert c.continued["of"] == draft_text(c.draft)  # mode D's
+        assert list(c.continuations) == [draft_text(c.samples[0])]  # mode E's
+        assert c.continuations == collection[ex.id].continuations
+    simulation = simulate(examples, again, CONFIG, thresholds=[0.5], modes="ADE")
+    for mode in "DE":
+        for result, a in zip(simulation.results[mode], simulation.results["A"], strict=True):
+            assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")
+            assert result.action == a.action
+    assert not Needs.of("ADE", 3).continued and not Needs.of("ADE", 3).continued_best
 
 
 def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):

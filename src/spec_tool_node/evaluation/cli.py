@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
 
     keys = ModelKeys(proposer=key("proposer"), strong=key("strong"), verifier=key("verifier"))
     cache = Path(args.cache or Path(args.out) / "cache")
-    needs = Needs.of(modes, config.n_drafts)
+    needs = Needs.of(modes, config.n_drafts, args.continue_fallbacks)
     cached = load_collection(cache, keys)
     tasks: set[str] = set()
     for ex in examples:
@@ -184,6 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         hidden_layers=hidden.get("hidden_layers", ()),
         system_prompt=args.system_prompt,
         batch_size=args.batch_size,
+        continue_fallbacks=args.continue_fallbacks,
         **given,
     )
     if probe is not None:
@@ -311,6 +312,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default=8,
         help="examples whose greedy drafts and strong actions a local model writes in one "
         "left-padded batch (1: one at a time)",
+    )
+    p.add_argument(
+        "--continue-fallbacks",
+        action="store_true",
+        help="also collect the strong model's continuation of each draft a speculative fallback "
+        "continues (a local strong model; modes C, D, E, G), so fallbacks are priced as the "
+        "live cascade pays them; without, a replayed fallback is the strong action",
     )
     p.add_argument("--dtype", default="bfloat16", help="weights dtype of the local models")
     p.add_argument("--device", help="torch device of the local models (default: cuda if present)")

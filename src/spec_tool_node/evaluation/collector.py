@@ -271,6 +271,14 @@ def load_collection(directory: str | Path, keys: ModelKeys) -> Collection:
             continue
         if not path.exists():
             continue
+        if role == "continued":  # a continuation per draft continued, the greedy one's last
+            for line in read_records(path):
+                record = {**line["continued"], "of": line.get("of")}
+                if line.get("sample"):
+                    collection[line["id"]].continuations[record["of"]] = record
+                else:
+                    collection[line["id"]].continued = record
+            continue
         for example_id, line in {r["id"]: r for r in read_records(path)}.items():
             value = {
                 "proposer": lambda r: r["draft"],
@@ -278,7 +286,6 @@ def load_collection(directory: str | Path, keys: ModelKeys) -> Collection:
                 "verifier": lambda r: r,
                 "judge": lambda r: r,
                 "strong": lambda r: r["act"],
-                "continued": lambda r: {**r["continued"], "of": r.get("of")},
             }[role](line)
             setattr(collection[example_id], "draft" if role == "proposer" else role, value)
     return collection
@@ -296,11 +303,23 @@ class Needs:
     strong: bool
     continued: bool = False
     """The strong model's continuation of the greedy draft (mode F)."""
+    continued_best: bool = False
+    """The strong model's continuation of each example's best-scored draft, which a sample may
+    be (mode E's speculative fallback)."""
 
     @classmethod
-    def of(cls, modes: Iterable[str], n_drafts: int) -> Needs:
-        """Read off :data:`MODES`: what each mode drafts, who scores the drafts, who acts."""
+    def of(cls, modes: Iterable[str], n_drafts: int, continue_fallbacks: bool = False) -> Needs:
+        """Read off :data:`MODES`: what each mode drafts, who scores the drafts, who acts.
+
+        ``continue_fallbacks``: also the strong model's continuations that the speculative
+        fallbacks of the modes that score drafts read (a local strong model continues its best
+        draft on reject, live); without them a replay falls back to the strong action.
+        """
         specs = [MODES[mode_letter(m)] for m in modes]
+        fallbacks = [
+            s for s in specs if continue_fallbacks and s.has_strong and s.scorer != "lossless"
+        ]
+        fallbacks = [s for s in fallbacks if s.drafts != 0 and s.scorer != "none"]
         counts = [s.draft_count(n_drafts) for s in specs]
         scored_by = [(s.scorer, c) for s, c in zip(specs, counts, strict=True)]
         return cls(
@@ -310,7 +329,9 @@ class Needs:
             verifier_batch=any(who == "verifier" and c > 1 for who, c in scored_by),
             judge=any(who == "judge" for who, _ in scored_by),
             strong=any("strong" in s.requires for s in specs),
-            continued=any(s.scorer == "lossless" for s in specs),
+            continued=any(s.scorer == "lossless" for s in specs)
+            or any(s.draft_count(n_drafts) == 1 for s in fallbacks),
+            continued_best=any(s.draft_count(n_drafts) > 1 for s in fallbacks),
         )
 
 
@@ -350,6 +371,8 @@ def missing(
             todo.add("verifier")
         if needs.judge:
             todo.add("judge")
+        if needs.continued_best:
+            todo.add("continued_best")
         return todo
     greedy = valid_texts([collected.draft])
     batch = valid_texts([collected.draft, *samples[: needs.samples]])
@@ -360,7 +383,37 @@ def missing(
         todo.add("verifier")
     if needs.judge and greedy and _stale(collected.judge, greedy, retry_errors):
         todo.add("judge")
+    if needs.continued_best and ("verifier" in todo or _continuation_missing(collected, needs)):
+        todo.add("continued_best")
     return todo
+
+
+def best_draft(
+    records: Sequence[dict[str, Any] | None], p: Sequence[float]
+) -> dict[str, Any] | None:
+    """The draft a speculative fallback continues, as :func:`~spec_tool_node.cascade.decide`
+    picks it: the first valid draft with the highest score ``p`` (one per valid draft, in
+    order), else the first draft that has a reply (``None``: the strong model writes alone)."""
+    valid = [r for r in records if r is not None and r.get("valid")]
+    if valid:
+        return valid[max(range(len(valid)), key=lambda i: p[i])]
+    return next((r for r in records if draft_text(r) is not None), None)
+
+
+def _best_of(collected: Collected, needs: Needs) -> dict[str, Any] | None:
+    """The best draft under the cached batch scores (``None``: none to continue)."""
+    records = [collected.draft, *(collected.samples or [])[: needs.samples]]
+    scored = (collected.verifier or {}).get("batch")
+    return best_draft(records, scored["p"] if scored and valid_texts(records) else [])
+
+
+def _continuation_missing(collected: Collected, needs: Needs) -> bool:
+    best = _best_of(collected, needs)
+    if best is None:
+        return False
+    if best is collected.draft:
+        return collected.continued is None or collected.continued.get("of") != draft_text(best)
+    return draft_text(best) not in collected.continuations
 
 
 def draft_text(draft: dict[str, Any] | None) -> str | None:
@@ -399,6 +452,7 @@ def collect(
     progress: bool = True,
     retry_errors: bool = False,
     batch_size: int = 1,
+    continue_fallbacks: bool = False,
 ) -> Collection:
     """Compute what the cache lacks for ``modes`` on ``examples``, and return the whole cache.
 
@@ -417,13 +471,17 @@ def collect(
             (``HFChatModel``) writes in one left-padded batch; each example's wall time is the
             batch's divided evenly. Greedy actions stay the ones written one at a time, up to
             floating-point near-ties. Other models are called one example at a time.
+        continue_fallbacks: also collect the strong model's continuation of the draft each
+            speculative fallback continues (modes C, D, E, G; the strong model must be a local
+            ``HFChatModel``), so their replays price a fallback as the live cascade pays it;
+            without, a replayed fallback is the strong model's action from scratch.
 
     Raises:
         CacheMissingError: an output is missing and the model that makes it was not given.
     """
     config = config or CascadeConfig()
     modes = list(modes)
-    needs = Needs.of(modes, config.n_drafts)
+    needs = Needs.of(modes, config.n_drafts, continue_fallbacks)
     keys = keys or ModelKeys(
         proposer=key_of(proposer) if proposer is not None else None,
         strong=key_of(strong) if strong is not None else None,
@@ -472,6 +530,7 @@ TASK_MODEL = {
     "judge": "judge",
     "strong": "strong",
     "continued": "strong",
+    "continued_best": "strong",
 }
 """Which model computes each task of :func:`missing` (the judge is the strong model unless
 another is given)."""
@@ -573,6 +632,15 @@ class _Runner:
         if "continued" in tasks:
             collected.continued = self._continue(context, tools, tool_list, collected.draft)
             yield "continued", {"continued": collected.continued, "of": collected.continued["of"]}
+        if "continued_best" in tasks and _continuation_missing(collected, self.needs):
+            best = _best_of(collected, self.needs)
+            record = self._continue(context, tools, tool_list, best)
+            if best is collected.draft:
+                collected.continued = record
+                yield "continued", {"continued": record, "of": record["of"]}
+            else:
+                collected.continuations[record["of"]] = record
+                yield "continued", {"continued": record, "of": record["of"], "sample": True}
 
     def _bound(self, model: BaseChatModel, tool_list: list[dict[str, Any]]) -> Any:
         return model.bind_tools(tool_list) if tool_list else model
