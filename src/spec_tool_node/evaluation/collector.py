@@ -302,7 +302,8 @@ class Needs:
     judge: bool
     strong: bool
     continued: bool = False
-    """The strong model's continuation of the greedy draft (mode F)."""
+    """The strong model's continuation of the greedy draft (mode F; the speculative fallback of
+    a mode with one draft)."""
     continued_best: bool = False
     """The strong model's continuation of each example's best-scored draft, which a sample may
     be (mode E's speculative fallback)."""
@@ -316,10 +317,11 @@ class Needs:
         draft on reject, live); without them a replay falls back to the strong action.
         """
         specs = [MODES[mode_letter(m)] for m in modes]
-        fallbacks = [
-            s for s in specs if continue_fallbacks and s.has_strong and s.scorer != "lossless"
+        fallbacks = [  # the modes that score drafts and fall back to a strong model
+            s
+            for s in specs
+            if continue_fallbacks and s.has_strong and s.scorer not in ("none", "lossless")
         ]
-        fallbacks = [s for s in fallbacks if s.drafts != 0 and s.scorer != "none"]
         counts = [s.draft_count(n_drafts) for s in specs]
         scored_by = [(s.scorer, c) for s, c in zip(specs, counts, strict=True)]
         return cls(
@@ -401,10 +403,14 @@ def best_draft(
 
 
 def _best_of(collected: Collected, needs: Needs) -> dict[str, Any] | None:
-    """The best draft under the cached batch scores (``None``: none to continue)."""
+    """The best draft under the cached batch scores (``None``: none to continue, or the valid
+    drafts are not scored yet)."""
     records = [collected.draft, *(collected.samples or [])[: needs.samples]]
     scored = (collected.verifier or {}).get("batch")
-    return best_draft(records, scored["p"] if scored and valid_texts(records) else [])
+    texts = valid_texts(records)
+    if texts and (scored is None or scored.get("drafts") != texts):
+        return None
+    return best_draft(records, scored["p"] if texts and scored else [])
 
 
 def _continuation_missing(collected: Collected, needs: Needs) -> bool:
