@@ -1,12 +1,17 @@
-"""Report of the side-by-side run (``benchmarks/lossless_bfcl.py``): modes A, B, F, D and G.
+"""Report of the side-by-side run (``benchmarks/lossless_bfcl.py``): modes A, B, F, D, E and G.
 
 Every decision is replayed with the cascade's own decision function (the simulator's
 :func:`~spec_tool_node.evaluation.simulator.replay`) from what the run measured on each example:
 the proposer's greedy draft (its exact text and token log-probs), the strong model's own action
 (mode A) and its continuation of that draft (mode F; also the speculative fallback of D and G,
-which continue the same greedy draft). Mode D's verifier scores come from the committed BFCL
-cache, which scored the same greedy drafts; an example whose draft differs from the cached one has
-no score and is left out of D (counted in the report).
+which continue the same greedy draft).
+
+Mode D's verifier scores come from one of two sources:
+- with ``--rerank`` (``benchmarks/lossless_rerank.py``'s output, which must have scored every
+  row with the verifier of ``--bundle``), from there; mode E is replayed too, its fallback
+  continuing its best-scored draft (a sample's continuation measured there);
+- otherwise from the committed BFCL cache, which scored the same greedy drafts; an example whose
+  draft differs from the cached one has no score and is left out of D (counted in the report).
 
 Costs: per-call units (strong 1.00, cheap 0.15, verifier 0.05) with a continuation priced by the
 work it did, reading a token at ``prefill_weight`` of a decoding step; the weight is measured from
@@ -92,9 +97,9 @@ def collected_of(
         continued=record(row["F"], "qwen2.5-coder-1.5b-instruct"),
     )
     if rerank is not None:
-        batch = rerank["batch"]
+        batch = rerank["batch"]  # None: no valid draft to score
         collected.samples = samples
-        collected.verifier = {"batch": batch}
+        collected.verifier = {"batch": batch} if batch else {}
         if draft["valid"]:
             collected.verifier["single"] = {**batch, "drafts": batch["drafts"][:1],
                                             "p": batch["p"][:1]}  # fmt: skip
@@ -102,6 +107,21 @@ def collected_of(
             part = rerank["continuation"]
             collected.continuations[part["of"]] = record(part, "qwen2.5-coder-1.5b-instruct")
     return collected
+
+
+def check_rerank(path: Path, bundle: Path, rows_path: str) -> None:
+    """Refuse a rerank file that is partial or whose scores are another verifier's than the one
+    whose threshold is replayed: the report would mix two verifiers under one threshold."""
+    lines = list(read_records(path))
+    wanted = Path(bundle).resolve().parent if Path(bundle).suffix else Path(bundle).resolve()
+    others = {line.get("bundle") for line in lines} - {str(wanted)}
+    if others:
+        raise SystemExit(f"{path}: scored with the verifier of {sorted(map(str, others))}, "
+                         f"not of --bundle {wanted}")  # fmt: skip
+    rows = {json.loads(x)["id"] for x in Path(rows_path).read_text().splitlines() if x.strip()}
+    left = rows - {line["id"] for line in lines}
+    if left:
+        raise SystemExit(f"{path}: {len(left)} rows of {rows_path} not scored yet (resume it)")
 
 
 def prefill_weight(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
@@ -191,6 +211,8 @@ def main() -> None:
         "mode D its scores",
     )
     args = parser.parse_args()
+    if args.rerank is not None:
+        check_rerank(args.rerank, args.bundle, rows_path=args.rows)
 
     rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
     examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
@@ -231,7 +253,10 @@ def main() -> None:
             if (mode != "D" or collected[r["id"]].verifier is not None)
             and (mode != "E" or r["id"] in reranked)
         ]
-        results[mode] = [replay(examples[r["id"]], collected[r["id"]], config) for r in chosen]
+        results[mode] = [  # every fallback continues its draft, as a local strong model does
+            replay(examples[r["id"]], collected[r["id"]], config, continue_fallbacks=True)
+            for r in chosen
+        ]
     flat = bundle.model_copy(update={"mode": "F"})  # a continuation priced as a full strong call
     flat_f = [replay(examples[r["id"]], collected[r["id"]], flat) for r in rows]
 
@@ -270,7 +295,7 @@ def main() -> None:
         ],
         "D_left_out": len(rows) - len(results["D"]),
         "D_bundle": str(args.bundle),
-        "D_verifier_scores": str(verifier_file),
+        "D_verifier_scores": str(args.rerank or verifier_file),
         "assisted": assisted_summary(rows),
         "A_same_action_as_committed_cache": sum(
             collected[r["id"]].strong["action"]

@@ -47,9 +47,26 @@ from spec_tool_node.training.data import load_draft_cache
 from spec_tool_node.verifiers.probe import load_verifier
 
 
+def score(verifier: Any, context: Any, tools: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """One ``score_batch`` call on the valid drafts, recorded as the collector records it."""
+    start = time.perf_counter()
+    verdicts = verifier.score_batch(
+        context, list(tools.values()), [action_from_canonical(t) for t in texts]
+    )
+    return {
+        "drafts": texts,
+        "p": [float(v.p_accept) for v in verdicts],
+        "records": [v.record.model_dump(mode="json") for v in verdicts if v.record is not None],
+        "exception": None,
+        "wall_s": time.perf_counter() - start,
+    }
+
+
 def measure(
     row: dict[str, Any], example: Any, samples: list[dict[str, Any]], verifier: Any, strong: Any
 ) -> dict[str, Any]:
+    """One row: the verifier's scores of its drafts and, when a sample is best, its
+    continuation (the greedy draft's is the row's mode F)."""
     tools = tool_schemas(example.tools)
     tool_list = [{"type": "function", "function": f} for f in tools.values()]
     context = context_of(example)
@@ -57,18 +74,8 @@ def measure(
     assert draft is not None
     records = [draft, *samples]
     texts = valid_texts(records)
-    start = time.perf_counter()
-    verdicts = verifier.score_batch(
-        context, list(tools.values()), [action_from_canonical(t) for t in texts]
-    )
-    batch = {
-        "drafts": texts,
-        "p": [float(v.p_accept) for v in verdicts],
-        "records": [v.record.model_dump(mode="json") for v in verdicts if v.record is not None],
-        "exception": None,
-        "wall_s": time.perf_counter() - start,
-    }
-    best = best_draft(records, batch["p"])
+    batch = score(verifier, context, tools, texts) if texts else None
+    best = best_draft(records, batch["p"] if batch else [])
     assert best is not None  # the row's greedy draft has a reply
     out: dict[str, Any] = {"id": row["id"], "batch": batch, "best": records.index(best)}
     if best is not draft:
@@ -109,11 +116,12 @@ def main() -> None:
         for row in todo:
             samples = cached[row["id"]]["samples"][:count]
             line = measure(row, examples[row["id"]], samples, verifier, strong)
+            line["bundle"] = str(Path(args.bundle).resolve())  # whose verifier scored it
             sink.write(json.dumps(line, ensure_ascii=False) + "\n")
             sink.flush()
             cont = line.get("continuation")
             print(
-                f"{row['id']:24s} p={[round(p, 3) for p in line['batch']['p']]} "
+                f"{row['id']:24s} p={[round(p, 3) for p in (line['batch'] or {}).get('p', [])]} "
                 f"best={line['best']}" + (f" continued {cont['wall_s']:.1f}s" if cont else ""),
                 flush=True,
             )

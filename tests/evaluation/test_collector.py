@@ -174,29 +174,34 @@ def test_real_hf_models_and_trained_verifier_end_to_end(tmp_path):
 
 
 def test_mode_e_fallback_replays_the_continuation_of_its_best_draft(tmp_path):
-    """Mode E's speculative fallback continues its best-scored draft, which may be a sample: the
-    replay reads that draft's continuation by its text, says so when the cache lacks it, and
-    acts from scratch only when nothing was continued (as with an API strong model, live)."""
-    collection, _ = run(tmp_path, modes="AE")
+    """Mode E's speculative fallback continues its best-scored draft, which may be a sample: with
+    ``continue_fallbacks`` the replay reads that draft's continuation by its text and says so
+    when the cache lacks it; without, every fallback is the strong action from scratch, whatever
+    the cache holds (one price for every example of a simulation)."""
+    collection, _ = run(tmp_path, modes="ADE")
     ex = data()[0]
     c = collection[ex.id]
     c.verifier["batch"]["p"] = [0.1, 0.3, 0.2]  # the first sample is best; all are rejected
+    c.verifier["single"]["p"] = [0.1]  # mode D rejects the greedy draft
     config = CONFIG.model_copy(update={"mode": "E", "threshold": 0.5})
 
     plain = replay(ex, c, config)
     assert plain.path == "fallback" and plain.calls[-1] == "strong:act"
 
     c.continued = {**c.strong, "of": draft_text(c.draft)}  # the greedy draft's alone
-    with pytest.raises(CacheMissingError, match="continuation of this draft"):
-        replay(ex, c, config)
+    with pytest.raises(CacheMissingError, match=r"continuation of this draft .*continue_fallb"):
+        replay(ex, c, config, continue_fallbacks=True)
 
     tools = tool_schemas(TOOLS)
     continued = message_record(call("get_weather", city="Paris"), tools, wall_s=1.0,
                                model_name="strong")  # fmt: skip
     c.continuations[draft_text(c.samples[0])] = continued
-    result = replay(ex, c, config)
+    result = replay(ex, c, config, continue_fallbacks=True)
     assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")
     assert result.action == continued["action"] and result.correct
+    for mode in "DE":  # a cache holding continuations changes nothing without the setting
+        plain = replay(ex, c, config.model_copy(update={"mode": mode}))
+        assert plain.calls[-1] == "strong:act"
 
 
 def test_continue_fallbacks_collects_the_continuation_each_fallback_reads(tmp_path):
@@ -221,7 +226,9 @@ def test_continue_fallbacks_collects_the_continuation_each_fallback_reads(tmp_pa
         assert c.continued["of"] == draft_text(c.draft)  # mode D's
         assert list(c.continuations) == [draft_text(c.samples[0])]  # mode E's
         assert c.continuations == collection[ex.id].continuations
-    simulation = simulate(examples, again, CONFIG, thresholds=[0.5], modes="ADE")
+    simulation = simulate(
+        examples, again, CONFIG, thresholds=[0.5], modes="ADE", continue_fallbacks=True
+    )
     for mode in "DE":
         for result, a in zip(simulation.results[mode], simulation.results["A"], strict=True):
             assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")

@@ -37,9 +37,9 @@ def run_example(name: str, *args: str) -> str:
 
 
 def test_add_to_your_agent(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run in the test process through the example's ``main``, as the other examples run in a new
-    one: this worker has torch, transformers and LangChain loaded already, and a new process would
-    spend seconds loading them again on every `make test`."""
+    """Run in the test process through the example's ``main``, whereas the other examples run
+    in a new one: this worker has torch, transformers and LangChain loaded already, and a new
+    process would spend seconds loading them again on every `make test`."""
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     importlib.import_module("add_to_your_agent").main(["--small"])
     out = capsys.readouterr().out

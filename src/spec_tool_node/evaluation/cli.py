@@ -190,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     if probe is not None:
         _check_drafting_states(examples, collection, probe)
     gate = drafting_gate(probe)
-    simulation = simulate(examples, collection, config, modes=modes, policy=policy, gate=gate)
+    fallbacks = {"gate": gate, "continue_fallbacks": args.continue_fallbacks}
+    simulation = simulate(examples, collection, config, modes=modes, policy=policy, **fallbacks)
     ungated = None
     if safety_suite or any(ex.unsafe for ex in examples):  # the same outputs with the gate off
         from spec_tool_node.safety import SafetyPolicy
@@ -203,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
             policy=SafetyPolicy(),
             thresholds=None,
             sweep_modes=(),
-            gate=gate,
+            **fallbacks,
         )
     metrics = compute_metrics(simulation, collection, ungated=ungated)
     if metrics.get("safety") is not None:

@@ -349,7 +349,9 @@ def missing(
     retry_errors: bool = False,
 ) -> set[str]:
     """The tasks still to do for one example: ``draft``, ``samples``, ``verifier``, ``judge``,
-    ``strong`` (a verifier or judge score is missing when the drafts it scored have changed)."""
+    ``strong``, ``continued`` (the greedy draft's continuation), ``continued_best`` (the best
+    draft's, decided once its scores are known). A score or continuation is missing when the
+    drafts it was made from have changed."""
     todo: set[str] = set()
     if needs.draft and _failed(collected.draft, retry_errors):
         todo.add("draft")
@@ -385,7 +387,9 @@ def missing(
         todo.add("verifier")
     if needs.judge and greedy and _stale(collected.judge, greedy, retry_errors):
         todo.add("judge")
-    if needs.continued_best and ("verifier" in todo or _continuation_missing(collected, needs)):
+    if needs.continued_best and (
+        "verifier" in todo or _continuation_missing(collected, needs, retry_errors)
+    ):
         todo.add("continued_best")
     return todo
 
@@ -397,8 +401,8 @@ def best_draft(
     picks it: the first valid draft with the highest score ``p`` (one per valid draft, in
     order), else the first draft that has a reply (``None``: the strong model writes alone)."""
     valid = [r for r in records if r is not None and r.get("valid")]
-    if valid:
-        return valid[max(range(len(valid)), key=lambda i: p[i])]
+    if valid:  # scores clamped to [0, 1], as the replay hands them to decide()
+        return valid[max(range(len(valid)), key=lambda i: min(max(float(p[i]), 0.0), 1.0))]
     return next((r for r in records if draft_text(r) is not None), None)
 
 
@@ -413,13 +417,16 @@ def _best_of(collected: Collected, needs: Needs) -> dict[str, Any] | None:
     return best_draft(records, scored["p"] if texts and scored else [])
 
 
-def _continuation_missing(collected: Collected, needs: Needs) -> bool:
+def _continuation_missing(collected: Collected, needs: Needs, retry_errors: bool) -> bool:
+    """Whether the continuation the best draft's fallback reads is absent, of another draft, or
+    a failure to compute again (``retry_errors``)."""
     best = _best_of(collected, needs)
     if best is None:
         return False
     if best is collected.draft:
-        return collected.continued is None or collected.continued.get("of") != draft_text(best)
-    return draft_text(best) not in collected.continuations
+        record = collected.continued
+        return _failed(record, retry_errors) or record.get("of") != draft_text(best)
+    return _failed(collected.continuations.get(draft_text(best) or ""), retry_errors)
 
 
 def draft_text(draft: dict[str, Any] | None) -> str | None:
@@ -638,7 +645,9 @@ class _Runner:
         if "continued" in tasks:
             collected.continued = self._continue(context, tools, tool_list, collected.draft)
             yield "continued", {"continued": collected.continued, "of": collected.continued["of"]}
-        if "continued_best" in tasks and _continuation_missing(collected, self.needs):
+        if "continued_best" in tasks and _continuation_missing(
+            collected, self.needs, self.retry_errors
+        ):
             best = _best_of(collected, self.needs)
             record = self._continue(context, tools, tool_list, best)
             if best is collected.draft:
@@ -767,8 +776,9 @@ class _Runner:
         tool_list: list,
         draft: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """The strong model's reply written by checking the greedy draft (mode F); a proposer
-        that failed left nothing to check, so the strong model writes alone, as live."""
+        """The strong model's reply written by checking ``draft`` (the greedy draft for mode F,
+        the best-scored one for a speculative fallback); a proposer that failed left nothing to
+        check, so the strong model writes alone, as live."""
         assert self.strong is not None
         text = draft_text(draft)
         start = time.perf_counter()

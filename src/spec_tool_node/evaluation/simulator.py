@@ -133,8 +133,10 @@ class _StrongFailed(Exception):
 class _Replay:
     """Answers one decision's requests from the cache, recording calls like the cascade."""
 
-    def __init__(self, example: Example, collected: Collected, single: bool) -> None:
-        self.example, self.collected, self.single = example, collected, single
+    def __init__(
+        self, example: Example, collected: Collected, single: bool, hint: str = ""
+    ) -> None:
+        self.example, self.collected, self.single, self.hint = example, collected, single, hint
         self.calls: list[CallRecord] = []
         self.greedy: AIMessage | None = None
         """The greedy draft as proposed (the one a cached continuation continued)."""
@@ -203,7 +205,7 @@ class _Replay:
             text = draft_text(self.proposed.get(id(draft)))
             record = self.collected.continuations.get(text) if text is not None else None
         if record is None:
-            raise self._missing("strong continuation of this draft")
+            raise self._missing(f"strong continuation of this draft{self.hint}")
         return self._strong(record, "continue")
 
     def _strong(self, record: dict[str, Any], purpose: str) -> AIMessage:
@@ -228,10 +230,15 @@ def replay(
     policy: SafetyPolicy | None = None,
     has_strong: bool | None = None,
     gate: Callable[[AIMessage], float | None] = gate_signal,
+    continue_fallbacks: bool = False,
 ) -> SampleResult:
     """Decide ``example`` in ``config.mode`` from the cache, with the live decision code.
 
     ``gate`` is mode G's signal (see :func:`~spec_tool_node.cascade.drafting_gate`).
+    ``continue_fallbacks``: a speculative fallback continues its draft from the cached
+    continuation, as a local strong model does live (collected with ``continue_fallbacks``);
+    otherwise it is the strong model's action from scratch (the same action: continuing is
+    lossless). One setting for every example, so a simulation never mixes the two prices.
 
     Raises:
         CacheMissingError: the cache lacks an output this decision needs.
@@ -243,8 +250,7 @@ def replay(
     strong = spec.has_strong if has_strong is None else has_strong
     if spec.scorer == "lossless" and collected.continued is None:
         raise CacheMissingError(f"example {example.id!r}: the cache has no strong continuation")
-    # as a local strong model would, live
-    continues = collected.continued is not None or bool(collected.continuations)
+    continues = spec.scorer == "lossless" or continue_fallbacks
     context = convert_to_messages(example.messages)
     steps = decide(
         spec,
@@ -257,7 +263,12 @@ def replay(
         is_multi_turn(context),
         gate,
     )
-    answers = _Replay(example, collected, single=spec.draft_count(config.n_drafts) == 1)
+    answers = _Replay(
+        example,
+        collected,
+        single=spec.draft_count(config.n_drafts) == 1,
+        hint="" if spec.scorer == "lossless" else " (collect with continue_fallbacks)",
+    )
     try:
         request = next(steps)
         while True:
@@ -427,12 +438,14 @@ def simulate(
     thresholds: Iterable[float] | None = DEFAULT_THRESHOLDS,
     sweep_modes: Iterable[str] = ("D", "E"),
     gate: Callable[[AIMessage], float | None] = gate_signal,
+    continue_fallbacks: bool = False,
 ) -> Simulation:
     """Simulate ``modes`` on ``examples`` from ``collection`` without calling a model.
 
     ``policy`` defaults to the config's policy file (or allow-all). The sweep replays modes
     ``sweep_modes`` (those requested) at every threshold in ``thresholds`` plus the configured
     one. ``gate`` is mode G's signal (the cached drafts must carry what it reads).
+    ``continue_fallbacks``: see :func:`replay`.
 
     Raises:
         CacheMissingError: the cache lacks an output a requested mode needs.
@@ -448,7 +461,13 @@ def simulate(
         if threshold is not None:
             update["threshold"] = threshold
         cfg = config.model_copy(update=update)
-        return [replay(ex, collection[ex.id], cfg, policy=policy, gate=gate) for ex in examples]
+        return [
+            replay(
+                ex, collection[ex.id], cfg, policy=policy, gate=gate,
+                continue_fallbacks=continue_fallbacks,
+            )
+            for ex in examples
+        ]  # fmt: skip
 
     results = {mode: run(mode) for mode in modes}
     has_strong = all(collection[ex.id].strong is not None for ex in examples)
