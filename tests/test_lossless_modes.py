@@ -6,11 +6,15 @@ continuing a draft is what only a local model can do, so it is the real thing he
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
@@ -176,3 +180,123 @@ def test_mode_f_when_the_proposer_fails_the_strong_model_writes_alone(strong):
     assert (turn.path, turn.kept_tokens) == ("fallback", None)
     assert "proposer down" in turn.reject_reason and '"city": "Paris"' in turn.action
     assert [c.purpose for c in turn.calls] == ["draft", "act"]
+
+
+class _MeetingProposer(ScriptedChatModel):
+    """A proposer whose draft waits at ``barrier``: a turn that is not drafting while the strong
+    model reads ahead never gets past it."""
+
+    barrier: Any = None
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any):
+        self.barrier.wait()
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_mode_f_reads_the_prompt_ahead_while_the_proposer_drafts(strong, monkeypatch, run):
+    """The strong model's prefill runs beside the draft (both wait for each other at a barrier),
+    its cache serves the check, the action is A's, and the ledger prices the same work as a
+    check that read the prompt itself."""
+    barrier = threading.Barrier(2, timeout=10)
+    prefill = HFChatModel.prefill
+
+    def meeting(self, *args, **kwargs):
+        barrier.wait()
+        return prefill(self, *args, **kwargs)
+
+    def turn_of(config: CascadeConfig):
+        proposer = _MeetingProposer(name="cheap", script=[call("get_weather", city="Lyon")])
+        proposer.barrier = barrier if config.prefill_ahead else threading.Barrier(1)
+        node = SpeculativeActionNode(
+            proposer=proposer, strong=strong, tools=[get_weather], config=config
+        )
+        strong._prefixes.clear()
+        out = (
+            asyncio.run(node.ainvoke({"messages": QUESTION}))
+            if run == "ainvoke"
+            else (node.invoke({"messages": QUESTION}))
+        )
+        return out["spec_ledger"][-1]
+
+    continue_draft, reads = HFChatModel.continue_draft, []
+
+    def reading(self, *args, **kwargs):
+        message = continue_draft(self, *args, **kwargs)
+        reads.append(message.usage_metadata["input_token_details"]["cache_read"])
+        return message
+
+    monkeypatch.setattr(HFChatModel, "continue_draft", reading)
+    monkeypatch.setattr(HFChatModel, "prefill", meeting)
+    ahead = turn_of(CascadeConfig(mode="F", cost_model=CostModel(prefill_weight=0.05)))
+    monkeypatch.setattr(HFChatModel, "prefill", prefill)
+    alone = turn_of(
+        CascadeConfig(mode="F", cost_model=CostModel(prefill_weight=0.05), prefill_ahead=False)
+    )
+    assert ahead.action == alone.action and '"city": "Paris"' in ahead.action
+    prompt = strong._prompt(QUESTION, strong.bind_tools([get_weather]).kwargs["tools"], None)
+    assert reads == [len(strong.tokenizer(prompt, add_special_tokens=False).input_ids) - 1, 0]
+    check, check_alone = ahead.calls[-1], alone.calls[-1]
+    assert check.purpose == check_alone.purpose == "continue"
+    assert check.cached_tokens == check_alone.cached_tokens == 0
+    assert check.input_tokens == check_alone.input_tokens
+    assert ahead.cost == pytest.approx(alone.cost, rel=0.02)  # the prompt's last token, twice
+
+
+def test_a_failed_read_ahead_leaves_the_turn_as_it_was(strong, monkeypatch, caplog):
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(HFChatModel, "prefill", broken)
+    cheap = ScriptedChatModel(name="cheap", script=[call("get_weather", city="Lyon")])
+    node = SpeculativeActionNode(
+        proposer=cheap, strong=strong, tools=[get_weather], config=CascadeConfig(mode="F")
+    )
+    _, turn = decide_once(node)
+    assert turn.path == "continued" and '"city": "Paris"' in turn.action
+    assert "read-ahead of the prompt failed" in caplog.text
+
+
+def test_only_mode_f_reads_ahead(strong, monkeypatch):
+    """A verifier that accepts would leave a read-ahead unused: modes D, E, G never read ahead."""
+    seen = []
+    monkeypatch.setattr(HFChatModel, "prefill", lambda self, *a, **k: seen.append(a) or 0)
+    cheap = ScriptedChatModel(name="cheap", script=[call("get_weather", city="Lyon")])
+    node = SpeculativeActionNode(
+        proposer=cheap,
+        strong=strong,
+        verifier=ScriptedVerifier([0.1]),
+        tools=[get_weather],
+        config=CascadeConfig(mode="D"),
+    )
+    _, turn = decide_once(node)
+    assert turn.calls[-1].purpose == "continue" and seen == []
+
+
+def test_mode_f_middleware_reads_the_prompt_ahead(strong, monkeypatch):
+    """Through create_agent: the middleware's strong model reads each turn's prompt ahead, with
+    the agent's system prompt, as its check does."""
+    from langchain.agents import create_agent
+
+    from spec_tool_node.middleware import SpeculativeActionMiddleware
+
+    prefill, prompts = HFChatModel.prefill, []
+
+    def spy(self, messages, tools=None):
+        prompts.append(self._prompt(messages, [convert_to_openai_tool(t) for t in tools], None))
+        return prefill(self, messages, tools)
+
+    monkeypatch.setattr(HFChatModel, "prefill", spy)
+    cheap = ScriptedChatModel(
+        name="cheap", script=[call("get_weather", city="Lyon"), AIMessage("Sunny.")]
+    )
+    middleware = SpeculativeActionMiddleware(
+        proposer=cheap, strong=strong, config=CascadeConfig(mode="F")
+    )
+    agent = create_agent(
+        model=strong, tools=[get_weather], middleware=[middleware], system_prompt="Be brief."
+    )
+    out = agent.invoke({"messages": QUESTION}, {"recursion_limit": 8})
+    first = out["spec_ledger"][0]
+    assert first.path == "continued" and '"city": "Paris"' in first.action
+    assert len(prompts) == len(out["spec_ledger"]) and "Be brief." in prompts[0]

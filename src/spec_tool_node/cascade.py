@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -53,6 +54,8 @@ from spec_tool_node.safety import SafetyDecision, SafetyPolicy
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from spec_tool_node.verifiers.gate import gate_signal
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 
@@ -79,7 +82,11 @@ class ModelTimeoutError(SpecToolNodeError, TimeoutError):
 
 @dataclass(frozen=True)
 class Propose:
+    """The proposer drafts ``count`` actions. ``prefill``: the strong model will continue a
+    draft, so the driver may have it read the prompt meanwhile (:meth:`ModelCalls.prefill`)."""
+
     count: int
+    prefill: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,8 @@ def decide(
     if lossless and not can_continue:
         raise ConfigError(_NO_CONTINUATION)
     count = spec.draft_count(config.n_drafts)
-    drafts: list[Draft] = (yield Propose(count)) if count else []
+    ahead = lossless and config.prefill_ahead
+    drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
     for draft in drafts:
         _check(draft, tools, answered)
     valid = [d for d in drafts if d.error is None]
@@ -414,6 +422,13 @@ class ModelCalls(Protocol):
 
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage: ...
 
+    def prefill(self) -> int:
+        """The strong model reads the turn's prompt now and keeps its cache for the continuation
+        that follows (mode F, beside the drafting); returns the tokens read, 0 if it cannot."""
+        ...
+
+    async def aprefill(self) -> int: ...
+
 
 def call_record(
     role: Role,
@@ -576,6 +591,43 @@ def _as_scored(
     return Scored(p_accept=[0.0] * count, error=error)
 
 
+def _start_prefill(models: ModelCalls, timeout: float | None) -> Callable[[], int]:
+    """Start the strong model's read-ahead of the prompt in a worker thread (beside the
+    drafting); the returned function waits for it and gives the tokens it read. The read-ahead
+    is a hint: if it fails or outlasts ``timeout``, the continuation reads the prompt itself."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-prefill")
+    future = pool.submit(contextvars.copy_context().run, models.prefill)
+    pool.shutdown(wait=False)
+
+    def result() -> int:
+        try:
+            return future.result(timeout=timeout)
+        except Exception:
+            logger.warning("the strong model's read-ahead of the prompt failed", exc_info=True)
+            return 0
+
+    return result
+
+
+async def _aprefill(models: ModelCalls, timeout: float | None) -> int:
+    """:func:`_start_prefill` on the async paths."""
+    try:
+        return await asyncio.wait_for(models.aprefill(), timeout)
+    except Exception:
+        logger.warning("the strong model's read-ahead of the prompt failed", exc_info=True)
+        return 0
+
+
+def _read_ahead(calls: list[CallRecord], prefilled: int) -> int:
+    """Count the prompt tokens read ahead as read by the strong call just recorded (the last),
+    which took them from the cache the read-ahead left: the ledger prices the same work with or
+    without the overlap, and only the wall time differs. Returns what is left to count (0)."""
+    if prefilled and calls:
+        cached = max(calls[-1].cached_tokens - prefilled, 0)
+        calls[-1] = calls[-1].model_copy(update={"cached_tokens": cached})
+    return 0
+
+
 class _StrongFailed(Exception):
     """Internal: the strong model's call failed; the driver turns it into a CascadeError."""
 
@@ -676,10 +728,12 @@ class Cascade:
         steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
+        prefilled = 0  # prompt tokens the strong model read ahead, not yet in its call's record
         try:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
+                    ahead = _start_prefill(models, timeout) if request.prefill else None
                     answer: Any = [
                         _as_draft(
                             *_attempt(partial(models.draft, i > 0), timeout),
@@ -688,6 +742,7 @@ class Cascade:
                         )
                         for i in range(request.count)
                     ]
+                    prefilled = ahead() if ahead is not None else 0
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
                     score = partial(
@@ -699,9 +754,11 @@ class Cascade:
                     go_on = partial(models.continue_draft, request.draft)
                     outcome = _attempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
+                    prefilled = _read_ahead(calls, prefilled)
                 else:
                     act = models.act if request.tools else models.answer
                     answer = _as_action(*_attempt(act, timeout), models.strong_name, calls)
+                    prefilled = _read_ahead(calls, prefilled)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
@@ -737,16 +794,19 @@ class Cascade:
         steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
+        prefilled = 0  # prompt tokens the strong model read ahead, not yet in its call's record
         try:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
-                    drafted = await asyncio.gather(
-                        *(
-                            _aattempt(partial(models.adraft, i > 0), timeout)
-                            for i in range(request.count)
-                        )
+                    jobs = [
+                        _aattempt(partial(models.adraft, i > 0), timeout)
+                        for i in range(request.count)
+                    ]
+                    done = await asyncio.gather(
+                        *jobs, *([_aprefill(models, timeout)] if request.prefill else [])
                     )
+                    drafted, prefilled = done[: request.count], sum(done[request.count :])
                     answer: Any = [_as_draft(*d, models.proposer_name, calls) for d in drafted]
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
@@ -759,9 +819,11 @@ class Cascade:
                     go_on = partial(models.acontinue_draft, request.draft)
                     outcome = await _aattempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
+                    prefilled = _read_ahead(calls, prefilled)
                 else:
                     aact = models.aact if request.tools else models.aanswer
                     answer = _as_action(*await _aattempt(aact, timeout), models.strong_name, calls)
+                    prefilled = _read_ahead(calls, prefilled)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)

@@ -68,6 +68,10 @@ class CascadeConfig(BaseModel):
             writes only from its first disagreeing token, instead of writing from scratch; its
             action is exactly the one it would have written alone. Other strong models act as
             usual.
+        prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
+            (``HFChatModel.prefill``), so its check of the draft reads only the draft: the
+            overlap saves wall time where the two models do not share one device's compute
+            (separate GPUs or CPU cores), and the ledger prices the same work either way.
         n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
         sample_kwargs: call options that make the proposer sample the extra drafts of mode E.
         cost_model: prices for the ledger.
@@ -87,6 +91,7 @@ class CascadeConfig(BaseModel):
     multi_turn_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     gate_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     speculative_fallback: bool = True
+    prefill_ahead: bool = True
     n_drafts: int = Field(default=3, ge=2)
     sample_kwargs: dict[str, Any] = Field(
         default_factory=lambda: {"do_sample": True, "temperature": 0.8}

@@ -92,15 +92,25 @@ class _HandlerModels:
     async def aanswer(self) -> AIMessage:
         return _message(await self.handler(self.request.override(model=self.strong, tools=[])))
 
+    def _conversation(self) -> list[BaseMessage]:
+        system = [self.request.system_message] if self.request.system_message else []
+        return [*system, *self.request.messages]
+
     def continue_draft(self, draft: AIMessage) -> AIMessage:
         """The strong model's own action, written only where ``draft`` is wrong: a direct call on
         the local model (it does not pass through the agent's model handler)."""
-        system = [self.request.system_message] if self.request.system_message else []
-        messages = [*system, *self.request.messages]
-        return self.strong.continue_draft(messages, draft, list(self.request.tools))
+        return self.strong.continue_draft(self._conversation(), draft, list(self.request.tools))
 
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
         return await asyncio.to_thread(self.continue_draft, draft)
+
+    def prefill(self) -> int:
+        """The strong model reads this turn's prompt ahead, beside the drafting (mode F)."""
+        prefill = getattr(self.strong, "prefill", None)
+        return prefill(self._conversation(), list(self.request.tools)) if prefill else 0
+
+    async def aprefill(self) -> int:
+        return await asyncio.to_thread(self.prefill)
 
 
 class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]):

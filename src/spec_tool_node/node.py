@@ -118,6 +118,14 @@ class _BoundModels:
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
         return await asyncio.to_thread(self.continue_draft, draft)
 
+    def prefill(self) -> int:
+        """The strong model reads this turn's prompt ahead, beside the drafting (mode F)."""
+        prefill = getattr(self.node.strong, "prefill", None)
+        return prefill(self.messages, self.node.tool_list) if prefill else 0
+
+    async def aprefill(self) -> int:
+        return await asyncio.to_thread(self.prefill)
+
 
 def _stream_writer() -> StreamWriter:
     """The graph's custom-stream writer; outside a graph run (``node.invoke`` called directly)

@@ -274,3 +274,38 @@ def test_chat_model_continue_draft_replies_as_invoke_does():
         whole.usage_metadata["input_tokens"]
         == want.usage_metadata["input_tokens"] + info["checked_tokens"]
     )
+
+
+def test_prefill_reads_the_prompt_ahead_and_the_reply_is_unchanged():
+    """HFChatModel.prefill: the prompt is read once, ahead; continue_draft and a greedy invoke
+    then read only its last token and reply exactly as without it."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from spec_tool_node.chat_models.hf import HFChatModel
+
+    tokenizer = make_tokenizer()
+    model = qwen2(tokenizer, seed=3)
+    chat = HFChatModel(model="tiny", loaded=(model, tokenizer), max_new_tokens=24)
+    plain = HFChatModel(model="tiny", loaded=(model, tokenizer), max_new_tokens=24, prefix_cache=0)
+    messages = [HumanMessage("What's the weather in Paris in celsius? " * 3)]
+    prompt_len = len(
+        tokenizer(chat._prompt(messages, None, None), add_special_tokens=False).input_ids
+    )
+    want = plain.invoke(messages)
+    draft = AIMessage("The weather in Paris")
+
+    assert plain.prefill(messages) == 0  # no prefix cache: nothing to keep
+    assert chat.prefill(messages) == prompt_len
+    assert chat.prefill(messages) == 1  # cached already: only the last token is read again
+    got = chat.continue_draft(messages, draft)
+    assert got.usage_metadata["input_token_details"]["cache_read"] == prompt_len - 1
+    assert got.response_metadata["raw_text"] == want.response_metadata["raw_text"]
+    assert (
+        got.response_metadata["raw_text"]
+        == (plain.continue_draft(messages, draft).response_metadata["raw_text"])
+    )
+
+    chat.prefill(messages)
+    again = chat.invoke(messages)
+    assert again.usage_metadata["input_token_details"]["cache_read"] == prompt_len - 1
+    assert again.response_metadata["raw_text"] == want.response_metadata["raw_text"]

@@ -46,6 +46,7 @@ from spec_tool_node.chat_models.speculative import (
     continue_draft,
     float32_logits,
     generate_batch,
+    last_logits,
 )
 from spec_tool_node.chat_models.templates import (
     FALLBACK_TOOL_PROMPT,
@@ -746,6 +747,39 @@ class HFChatModel(BaseChatModel):
             if self.prefix_cache and result.cache is not None:
                 self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
         return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
+
+    def prefill(self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Read the prompt of ``messages`` now and keep its key/value cache for the next call.
+
+        The next single reply on this conversation (:meth:`continue_draft`, or a greedy
+        ``invoke``) then reads only the prompt's last token and what follows it. In mode F the
+        cascade calls this beside the proposer's drafting, so the strong model's read of the
+        prompt overlaps the draft instead of following it: its check then reads only the draft.
+        A prefix already cached is not read again.
+
+        Args:
+            tools: the bound tools, as ``bind_tools`` takes them (the prompt lists them).
+
+        Returns:
+            How many tokens were read; 0 when the prefix cache is off (``prefix_cache=0``).
+        """
+        if not self.prefix_cache:
+            return 0
+        from transformers import DynamicCache
+
+        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
+        prompt = self._prompt(messages, formatted, None)
+        ids = self._tokenizer(prompt, add_special_tokens=False).input_ids
+        with self._lock, torch.inference_mode():
+            found: dict[str, Any] = {}
+            reused = self._reuse_prefix(ids, found)
+            cache = found.get("cache") or DynamicCache(config=self._hf_model.config)
+            new = torch.tensor([ids[reused:]], device=self._hf_model.device)
+            self._hf_model(
+                input_ids=new, cache=cache, use_cache=True, **last_logits(self._hf_model)
+            )
+            self._remember(ids, cache)
+        return len(ids) - reused
 
     def _draft_forms(
         self,

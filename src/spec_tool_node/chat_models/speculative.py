@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any
 
 import torch
@@ -113,6 +114,12 @@ def _greedy_kwargs(model: Any, tokenizer: Any, end_ids: Sequence[int]) -> dict[s
     return {**_GREEDY, "eos_token_id": list(end_ids), "pad_token_id": pad}
 
 
+def last_logits(model: Any) -> dict[str, Any]:
+    """Forward options that compute the logits of the last position only, as ``generate`` does
+    for a prompt (the output layer over a whole prompt is a sizeable part of reading it)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in signature(model.forward).parameters else {}
+
+
 def continue_draft(
     model: Any,
     tokenizer: Any,
@@ -173,7 +180,8 @@ def continue_draft(
     # token (a long answer in other words) is never read
     with torch.inference_mode():
         ids = torch.tensor([prompt[cached:]], device=model.device)
-        choice = int(model(input_ids=ids, cache=cache, use_cache=True).logits[0, -1].argmax())
+        logits = model(input_ids=ids, cache=cache, use_cache=True, **last_logits(model)).logits
+        choice = int(logits[0, -1].argmax())
     output: list[int] = []
     following: list[int] = []
     checked = 0
