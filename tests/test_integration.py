@@ -73,7 +73,10 @@ def test_mode_d_trajectory_on_real_models(capsys):
     for turn in ledger:
         assert turn.p_accept is None or 0.0 <= turn.p_accept <= 1.0
         assert turn.calls[0].role == "cheap" and turn.calls[0].input_tokens > 0
-        assert any(c.role == "verifier" for c in turn.calls) or turn.path == "fallback"
+        # no verifier call only when no draft was valid: the strong model then acted, and its
+        # own action may be invalid too (the 0.5B as "strong" here)
+        scored = any(c.role == "verifier" for c in turn.calls)
+        assert scored or (turn.path in ("fallback", "invalid") and turn.reject_reason)
     summary = summarize(ledger)
     assert summary.baseline_cost == pytest.approx(len(ledger) * 1.0)
     assert summary.cost == pytest.approx(sum(t.cost for t in ledger))
