@@ -70,8 +70,8 @@ def timed(call: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def run(args: argparse.Namespace) -> None:
-    out = Path(args.out)
+def measured_ids(out: Path) -> set[str]:
+    """The ids already in a resumable results file (creating its folder for the first run)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.exists():
@@ -80,6 +80,12 @@ def run(args: argparse.Namespace) -> None:
                 done.add(json.loads(line)["id"])
             except (json.JSONDecodeError, KeyError):
                 continue  # a half-written last line of a killed run
+    return done
+
+
+def run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    done = measured_ids(out)
     todo = [ex for ex in balanced(args.limit) if ex.id not in done]
     index, count = args.shard
     todo = todo[index::count]  # this process's share; each row is one append of one line

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lossless_bfcl import PROPOSER, STRONG, balanced
+from lossless_bfcl import PROPOSER, STRONG, balanced, measured_ids
 
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
@@ -76,14 +76,7 @@ def decide(
 
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
-            try:
-                done.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a half-written last line of a killed run
+    done = measured_ids(out)
     todo = [ex for ex in balanced(args.limit) if ex.id not in done]
     print(f"{len(done)} done, {len(todo)} to do", flush=True)
     if not todo:
