@@ -421,7 +421,8 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
 def _cache_file(args: argparse.Namespace, config: Any) -> Path:
     """The result cache of one trajectory configuration: a rerun with the same models, mode,
     threshold, policy, system prompt and step budget continues it."""
-    dumped = config.model_dump(mode="json")
+    # reading the prompt ahead changes when the strong model reads, not what any model writes
+    dumped = config.model_dump(mode="json", exclude={"prefill_ahead"})
     if dumped.get("multi_turn_threshold") is None:  # absent from older keys, which stay valid
         del dumped["multi_turn_threshold"]
     fields = {
