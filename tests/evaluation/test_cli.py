@@ -182,9 +182,9 @@ def test_committed_trajectory_commands_find_their_caches(bundle, mode, tmp_path)
 
     results = Path(__file__).parents[2] / "benchmarks" / "results"
     argv = f"eval --data bfcl-trajectories --bundle {results / bundle} --trajectories 10"
+    cache = results / "bfcl" / "cache"
     args = build_parser().parse_args(
-        [*argv.split(), "--float32-logits", "--cache", str(results / "bfcl" / "cache")]
-        + ["--out", str(tmp_path)]
+        [*argv.split(), "--float32-logits", "--cache", str(cache), "--out", str(tmp_path)]
     )
     config = _settings(args).cascade_config().model_copy(update={"mode": mode})
     assert _cache_file(args, config).is_file()
