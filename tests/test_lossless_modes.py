@@ -23,6 +23,7 @@ from spec_tool_node.errors import ConfigError
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.verifiers.gate import argument_value_mask, gate_signal, value_logprobs
 from tests.chat_models.test_speculative import qwen2
+from tests.chat_models.test_watch import ANSWER, LONG_DRAFT, LockstepWatch, chat
 from tests.conftest import CORPUS, make_tokenizer, teach
 from tests.scripted import ScriptedChatModel, ScriptedVerifier, call
 
@@ -282,9 +283,9 @@ def test_mode_f_middleware_reads_the_prompt_ahead(strong, monkeypatch):
 
     prefill, prompts = HFChatModel.prefill, []
 
-    def spy(self, messages, tools=None):
+    def spy(self, messages, tools=None, **kwargs):
         prompts.append(self._prompt(messages, [convert_to_openai_tool(t) for t in tools], None))
-        return prefill(self, messages, tools)
+        return prefill(self, messages, tools, **kwargs)
 
     monkeypatch.setattr(HFChatModel, "prefill", spy)
     cheap = ScriptedChatModel(
@@ -300,3 +301,44 @@ def test_mode_f_middleware_reads_the_prompt_ahead(strong, monkeypatch):
     first = out["spec_ledger"][0]
     assert first.path == "continued" and '"city": "Paris"' in first.action
     assert len(prompts) == len(out["spec_ledger"]) and "Be brief." in prompts[0]
+
+
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_mode_f_stops_a_draft_the_strong_model_will_not_keep(monkeypatch, run):
+    """Mode F through the node: the strong model reads the prose draft along, the proposer stops
+    where the two part, the action is mode A's, and the ledger counts the draft tokens read
+    along as checked by the strong model."""
+    tools = [convert_to_openai_tool(get_weather)]
+    strong = chat(ANSWER, seed=5, name="tiny-strong", tools=tools)
+    proposer = chat(LONG_DRAFT, seed=6, name="tiny-cheap", tools=tools)
+    watches: list[LockstepWatch] = []
+    monkeypatch.setattr(
+        "spec_tool_node.cascade.DraftWatch", lambda: watches.append(LockstepWatch()) or watches[-1]
+    )
+    prefill = HFChatModel.prefill
+
+    def reading(self, *args, watch=None, **kwargs):
+        try:
+            return prefill(self, *args, watch=watch, **kwargs)
+        finally:
+            watch.leave()
+
+    monkeypatch.setattr(HFChatModel, "prefill", reading)
+
+    def turn(mode: str):
+        node = SpeculativeActionNode(
+            proposer=proposer, strong=strong, tools=[get_weather], config=CascadeConfig(mode=mode)
+        )
+        strong._prefixes.clear()
+        state = {"messages": QUESTION}
+        out = asyncio.run(node.ainvoke(state)) if run == "ainvoke" else node.invoke(state)
+        return out["spec_ledger"][-1]
+
+    a, f = turn("A"), turn("F")
+    assert a.action == f.action == '{"respond": "' + ANSWER + '"}'
+    draft, check = f.calls
+    assert (draft.purpose, check.purpose) == ("draft", "continue")
+    assert draft.output_tokens < len(proposer.tokenizer(LONG_DRAFT).input_ids) // 2
+    assert watches[0].stopped and watches[0].read_tokens > 0
+    assert check.checked_tokens >= watches[0].read_tokens
+    assert f.draft_tokens == draft.output_tokens and 0 < f.kept_tokens < f.draft_tokens

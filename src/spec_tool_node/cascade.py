@@ -46,6 +46,7 @@ from spec_tool_node.actions import (
     canonical_text,
     resolve_action,
 )
+from spec_tool_node.chat_models.watch import DraftWatch
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
 from spec_tool_node.errors import ConfigError, SpecToolNodeError
@@ -256,6 +257,14 @@ def drafting_gate(verifier: Verifier | None) -> Callable[[AIMessage], float | No
     return verifier.score_drafted if verifier is not None else gate_signal
 
 
+def offers_drafts(model: Any) -> bool:
+    """Whether ``model`` can offer a draft to a :class:`DraftWatch` as it writes it and stop
+    when told (a local ``HFChatModel``: its ``draft_watch`` call option). Looks through
+    ``bind_tools``/``bind`` wrappers like :func:`can_continue`."""
+    bound = getattr(model, "bound", model)
+    return bool(getattr(bound, "offers_drafts", False))
+
+
 def can_continue(model: Any) -> bool:
     """Whether ``model`` can continue a draft losslessly (a local model with ``continue_draft``).
 
@@ -402,7 +411,10 @@ class ModelCalls(Protocol):
     judge: Verifier | None
     """The strong model prompted as a judge (mode C)."""
 
-    def draft(self, sample: bool) -> AIMessage: ...
+    def draft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage:
+        """A draft; ``watch``: offer it to the strong model as it is written (mode F), when
+        the proposer can (:func:`offers_drafts`)."""
+        ...
 
     def act(self) -> AIMessage: ...
 
@@ -414,7 +426,7 @@ class ModelCalls(Protocol):
         """The strong model's own action, checked against ``draft`` (mode F, fallbacks)."""
         ...
 
-    async def adraft(self, sample: bool) -> AIMessage: ...
+    async def adraft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage: ...
 
     async def aact(self) -> AIMessage: ...
 
@@ -422,12 +434,13 @@ class ModelCalls(Protocol):
 
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage: ...
 
-    def prefill(self) -> int:
+    def prefill(self, watch: DraftWatch | None = None) -> int:
         """The strong model reads the turn's prompt now and keeps its cache for the continuation
-        that follows (mode F, beside the drafting); returns the tokens read, 0 if it cannot."""
+        that follows (mode F, beside the drafting); returns the tokens read, 0 if it cannot.
+        With ``watch`` it may then read the draft as it is written and stop it early."""
         ...
 
-    async def aprefill(self) -> int: ...
+    async def aprefill(self, watch: DraftWatch | None = None) -> int: ...
 
 
 def call_record(
@@ -591,12 +604,15 @@ def _as_scored(
     return Scored(p_accept=[0.0] * count, error=error)
 
 
-def _start_prefill(models: ModelCalls, timeout: float | None) -> Callable[[], int]:
+def _start_prefill(
+    models: ModelCalls, timeout: float | None, watch: DraftWatch
+) -> Callable[[], int]:
     """Start the strong model's read-ahead of the prompt in a worker thread (beside the
-    drafting); the returned function waits for it and gives the tokens it read. The read-ahead
-    is a hint: if it fails or outlasts ``timeout``, the continuation reads the prompt itself."""
+    drafting, whose draft it may read along in ``watch``); the returned function waits for it
+    and gives the prompt tokens it read. The read-ahead is a hint: if it fails or outlasts
+    ``timeout``, the continuation reads the prompt itself."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spec-prefill")
-    future = pool.submit(contextvars.copy_context().run, models.prefill)
+    future = pool.submit(contextvars.copy_context().run, models.prefill, watch)
     pool.shutdown(wait=False)
 
     def result() -> int:
@@ -609,23 +625,47 @@ def _start_prefill(models: ModelCalls, timeout: float | None) -> Callable[[], in
     return result
 
 
-async def _aprefill(models: ModelCalls, timeout: float | None) -> int:
+async def _closing(drafting: Awaitable[list[Any]], watch: DraftWatch | None) -> list[Any]:
+    """Await the drafts, then close ``watch`` whatever happened (its reader stops waiting)."""
+    try:
+        return await drafting
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+async def _aprefill(models: ModelCalls, timeout: float | None, watch: DraftWatch) -> int:
     """:func:`_start_prefill` on the async paths."""
     try:
-        return await asyncio.wait_for(models.aprefill(), timeout)
+        return await asyncio.wait_for(models.aprefill(watch), timeout)
     except Exception:
         logger.warning("the strong model's read-ahead of the prompt failed", exc_info=True)
         return 0
 
 
-def _read_ahead(calls: list[CallRecord], prefilled: int) -> int:
-    """Count the prompt tokens read ahead as read by the strong call just recorded (the last),
-    which took them from the cache the read-ahead left: the ledger prices the same work with or
-    without the overlap, and only the wall time differs. Returns what is left to count (0)."""
-    if prefilled and calls:
-        cached = max(calls[-1].cached_tokens - prefilled, 0)
-        calls[-1] = calls[-1].model_copy(update={"cached_tokens": cached})
-    return 0
+@dataclass
+class _ReadAhead:
+    """What the strong model read beside the drafting and no call record counts yet."""
+
+    prompt_tokens: int = 0
+    draft_tokens: int = 0
+
+
+def _read_ahead(calls: list[CallRecord], ahead: _ReadAhead) -> _ReadAhead:
+    """Count what was read ahead as read by the strong call just recorded (the last): the prompt
+    tokens it then took from the read-ahead's cache, and the draft tokens read along as drafted
+    (checked tokens read once more). The ledger prices the work done; the overlap changes only
+    the wall time. Returns what is left to count (nothing)."""
+    if (ahead.prompt_tokens or ahead.draft_tokens) and calls:
+        last = calls[-1]
+        calls[-1] = last.model_copy(
+            update={
+                "cached_tokens": max(last.cached_tokens - ahead.prompt_tokens, 0),
+                "input_tokens": last.input_tokens + ahead.draft_tokens,
+                "checked_tokens": (last.checked_tokens or 0) + ahead.draft_tokens,
+            }
+        )
+    return _ReadAhead()
 
 
 class _StrongFailed(Exception):
@@ -728,21 +768,29 @@ class Cascade:
         steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
-        prefilled = 0  # prompt tokens the strong model read ahead, not yet in its call's record
+        read = _ReadAhead()  # what the strong model read ahead, not yet in its call's record
         try:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
-                    ahead = _start_prefill(models, timeout) if request.prefill else None
-                    answer: Any = [
-                        _as_draft(
-                            *_attempt(partial(models.draft, i > 0), timeout),
-                            models.proposer_name,
-                            calls,
-                        )
-                        for i in range(request.count)
-                    ]
-                    prefilled = ahead() if ahead is not None else 0
+                    watch = DraftWatch() if request.prefill else None
+                    ahead = _start_prefill(models, timeout, watch) if watch else None
+                    try:
+                        answer: Any = [
+                            _as_draft(
+                                *_attempt(
+                                    partial(models.draft, i > 0, watch if i == 0 else None), timeout
+                                ),
+                                models.proposer_name,
+                                calls,
+                            )
+                            for i in range(request.count)
+                        ]
+                    finally:
+                        if watch is not None:
+                            watch.close()
+                    if ahead is not None:
+                        read = _ReadAhead(ahead(), watch.read_tokens)
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
                     score = partial(
@@ -754,11 +802,11 @@ class Cascade:
                     go_on = partial(models.continue_draft, request.draft)
                     outcome = _attempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
-                    prefilled = _read_ahead(calls, prefilled)
+                    read = _read_ahead(calls, read)
                 else:
                     act = models.act if request.tools else models.answer
                     answer = _as_action(*_attempt(act, timeout), models.strong_name, calls)
-                    prefilled = _read_ahead(calls, prefilled)
+                    read = _read_ahead(calls, read)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)
@@ -794,19 +842,24 @@ class Cascade:
         steps = self._decision(context, tools)
         timeout = self.config.call_timeout_s
         start = time.perf_counter()
-        prefilled = 0  # prompt tokens the strong model read ahead, not yet in its call's record
+        read = _ReadAhead()  # what the strong model read ahead, not yet in its call's record
         try:
             request = next(steps)
             while True:
                 if isinstance(request, Propose):
+                    watch = DraftWatch() if request.prefill else None
                     jobs = [
-                        _aattempt(partial(models.adraft, i > 0), timeout)
+                        _aattempt(partial(models.adraft, i > 0, watch if i == 0 else None), timeout)
                         for i in range(request.count)
                     ]
-                    done = await asyncio.gather(
-                        *jobs, *([_aprefill(models, timeout)] if request.prefill else [])
-                    )
-                    drafted, prefilled = done[: request.count], sum(done[request.count :])
+                    drafting = _closing(asyncio.gather(*jobs), watch)
+                    if watch is None:
+                        drafted = await drafting
+                    else:
+                        drafted, prompt_read = await asyncio.gather(
+                            drafting, _aprefill(models, timeout, watch)
+                        )
+                        read = _ReadAhead(prompt_read, watch.read_tokens)
                     answer: Any = [_as_draft(*d, models.proposer_name, calls) for d in drafted]
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
@@ -819,11 +872,11 @@ class Cascade:
                     go_on = partial(models.acontinue_draft, request.draft)
                     outcome = await _aattempt(go_on, timeout)
                     answer = _as_action(*outcome, models.strong_name, calls, "continue")
-                    prefilled = _read_ahead(calls, prefilled)
+                    read = _read_ahead(calls, read)
                 else:
                     aact = models.aact if request.tools else models.aanswer
                     answer = _as_action(*await _aattempt(aact, timeout), models.strong_name, calls)
-                    prefilled = _read_ahead(calls, prefilled)
+                    read = _read_ahead(calls, read)
                 request = steps.send(answer)
         except StopIteration as stop:
             return self._finish(stop.value, calls, time.perf_counter() - start, models)

@@ -31,7 +31,8 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.types import Command, interrupt
 
 from spec_tool_node.actions import ToolCall, ToolCallsAction, tool_schemas
-from spec_tool_node.cascade import Cascade, can_continue
+from spec_tool_node.cascade import Cascade, can_continue, offers_drafts
+from spec_tool_node.chat_models.watch import DraftWatch
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.node import STREAM_KEY, load_policy, model_name
@@ -69,19 +70,21 @@ class _HandlerModels:
         self.proposer_name, self.strong_name = model_name(self.proposer), model_name(self.strong)
         self.judge = mw.judge or ChatModelVerifier(self.strong)
 
-    def _draft_request(self, sample: bool) -> ModelRequest:
+    def _draft_request(self, sample: bool, watch: DraftWatch | None = None) -> ModelRequest:
         extra = self.sample_kwargs if sample else self.draft_kwargs
         settings = {**self.request.model_settings, **extra}
+        if watch is not None and offers_drafts(self.proposer):
+            settings["draft_watch"] = watch
         return self.request.override(model=self.proposer, model_settings=settings)
 
-    def draft(self, sample: bool) -> AIMessage:
-        return _message(self.handler(self._draft_request(sample)))
+    def draft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage:
+        return _message(self.handler(self._draft_request(sample, watch)))
 
     def act(self) -> AIMessage:
         return _message(self.handler(self.request.override(model=self.strong)))
 
-    async def adraft(self, sample: bool) -> AIMessage:
-        return _message(await self.handler(self._draft_request(sample)))
+    async def adraft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage:
+        return _message(await self.handler(self._draft_request(sample, watch)))
 
     async def aact(self) -> AIMessage:
         return _message(await self.handler(self.request.override(model=self.strong)))
@@ -104,13 +107,16 @@ class _HandlerModels:
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
         return await asyncio.to_thread(self.continue_draft, draft)
 
-    def prefill(self) -> int:
-        """The strong model reads this turn's prompt ahead, beside the drafting (mode F)."""
+    def prefill(self, watch: DraftWatch | None = None) -> int:
+        """The strong model reads this turn's prompt ahead, beside the drafting (mode F), and
+        reads the draft along in ``watch``."""
         prefill = getattr(self.strong, "prefill", None)
-        return prefill(self._conversation(), list(self.request.tools)) if prefill else 0
+        if not prefill:
+            return 0
+        return prefill(self._conversation(), list(self.request.tools), watch=watch)
 
-    async def aprefill(self) -> int:
-        return await asyncio.to_thread(self.prefill)
+    async def aprefill(self, watch: DraftWatch | None = None) -> int:
+        return await asyncio.to_thread(self.prefill, watch)
 
 
 class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]):

@@ -31,7 +31,8 @@ from langgraph.types import StreamWriter, interrupt
 
 from spec_tool_node.actions import tool_schemas
 from spec_tool_node.bundle import Bundle
-from spec_tool_node.cascade import Cascade, can_continue
+from spec_tool_node.cascade import Cascade, can_continue, offers_drafts
+from spec_tool_node.chat_models.watch import DraftWatch
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.costs import TurnRecord
 from spec_tool_node.safety import SafetyPolicy
@@ -86,17 +87,21 @@ class _BoundModels:
         )
         return runnable, config
 
-    def draft(self, sample: bool) -> AIMessage:
+    def _offer(self, watch: DraftWatch | None) -> dict[str, Any]:
+        """The call option that offers the draft to ``watch``, when the proposer can."""
+        return {"draft_watch": watch} if watch and offers_drafts(self.node.proposer) else {}
+
+    def draft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage:
         runnable, config = self._call("proposer", sample)
-        return runnable.invoke(self.messages, config)
+        return runnable.invoke(self.messages, config, **self._offer(watch))
 
     def act(self) -> AIMessage:
         runnable, config = self._call("strong")
         return runnable.invoke(self.messages, config)
 
-    async def adraft(self, sample: bool) -> AIMessage:
+    async def adraft(self, sample: bool, watch: DraftWatch | None = None) -> AIMessage:
         runnable, config = self._call("proposer", sample)
-        return await runnable.ainvoke(self.messages, config)
+        return await runnable.ainvoke(self.messages, config, **self._offer(watch))
 
     async def aact(self) -> AIMessage:
         runnable, config = self._call("strong")
@@ -118,13 +123,14 @@ class _BoundModels:
     async def acontinue_draft(self, draft: AIMessage) -> AIMessage:
         return await asyncio.to_thread(self.continue_draft, draft)
 
-    def prefill(self) -> int:
-        """The strong model reads this turn's prompt ahead, beside the drafting (mode F)."""
+    def prefill(self, watch: DraftWatch | None = None) -> int:
+        """The strong model reads this turn's prompt ahead, beside the drafting (mode F), and
+        reads the draft along in ``watch``."""
         prefill = getattr(self.node.strong, "prefill", None)
-        return prefill(self.messages, self.node.tool_list) if prefill else 0
+        return prefill(self.messages, self.node.tool_list, watch=watch) if prefill else 0
 
-    async def aprefill(self) -> int:
-        return await asyncio.to_thread(self.prefill)
+    async def aprefill(self, watch: DraftWatch | None = None) -> int:
+        return await asyncio.to_thread(self.prefill, watch)
 
 
 def _stream_writer() -> StreamWriter:

@@ -24,7 +24,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -58,6 +58,7 @@ from spec_tool_node.chat_models.templates import (
     template_supports_tools,
     to_chat_dicts,
 )
+from spec_tool_node.chat_models.watch import DraftWatch
 
 __all__ = [
     "FALLBACK_TOOL_PROMPT",
@@ -82,6 +83,16 @@ _PASSED_BY_LANGCHAIN = {
 }
 """Call options LangChain or create_agent may pass: accepted (several calls per reply are always
 allowed, structured output is parsed by the caller)."""
+_WATCH = "draft_watch"
+"""Call option: a :class:`DraftWatch` this reply is offered to as it is written (mode F's
+check reads along and may stop it). Passed per call, never bound."""
+_CALL_OPENERS = frozenset("{[`<")
+"""First characters of every written form of a tool call (:func:`call_forms`); the chat
+template's own form adds its first character (see ``_call_openers``)."""
+_WATCH_CHUNK = 8
+"""Draft tokens the reader gathers before it reads them: one pass over a few tokens costs the
+strong model about what one decoding step does, so reading each token as it comes would cost a
+step per draft token."""
 _MIN_PREFIX = 16
 """Shorter shared prefixes are not worth copying a cache for."""
 _GEN_OPTIONS = (
@@ -106,6 +117,19 @@ def drafting_states(
         states = torch.stack([steps[s][layer][row, -1].float() for s in range(length)])
         out[str(layer)] = states.mean(0).tolist()
     return out
+
+
+def _offering(watch: DraftWatch, tokenizer: Any, start: int) -> Any:
+    """Stopping criteria for ``generate`` that offer the reply (the tokens from column
+    ``start``) to ``watch`` after each step and stop when its reader says so."""
+    from transformers import StoppingCriteriaList
+
+    def offer(input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        text = tokenizer.decode(input_ids[0, start:], skip_special_tokens=False)
+        stop = watch.offer(text)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([offer])
 
 
 def _key(opts: dict[str, Any], stop: list[str] | None) -> str:
@@ -185,6 +209,10 @@ class HFChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    offers_drafts: ClassVar[bool] = True
+    """Takes a ``draft_watch`` call option (a :class:`DraftWatch`): offers its reply as it
+    writes it and stops when the watch's reader says so (mode F's read-along)."""
+
     model: str = Field(description="Asset name, local folder or hub id.")
     adapter: str | None = None
     max_new_tokens: int = Field(default=256, gt=0)
@@ -263,7 +291,7 @@ class HFChatModel(BaseChatModel):
     # -- generation ---------------------------------------------------------------------------
 
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_GEN_OPTIONS) - _PASSED_BY_LANGCHAIN
+        unknown = set(overrides) - set(_GEN_OPTIONS) - _PASSED_BY_LANGCHAIN - {_WATCH}
         if unknown:
             raise TypeError(f"HFChatModel got unknown generation options: {sorted(unknown)}")
         opts = {k: overrides.get(k, getattr(self, k)) for k in _GEN_OPTIONS}
@@ -324,6 +352,9 @@ class HFChatModel(BaseChatModel):
             gen_kwargs["assistant_model"] = self.assistant.hf_model
             if self.assistant.tokenizer.get_vocab() != tokenizer.get_vocab():
                 gen_kwargs.update(tokenizer=tokenizer, assistant_tokenizer=self.assistant.tokenizer)
+        watch: DraftWatch | None = kwargs.get(_WATCH) if opts["n"] == 1 and not assisted else None
+        if watch is not None:
+            gen_kwargs["stopping_criteria"] = _offering(watch, tokenizer, enc["input_ids"].shape[1])
         single = opts["n"] == 1 and self.prefix_cache > 0 and not assisted
         with self._lock, torch.inference_mode():
             reused = self._reuse_prefix(enc["input_ids"][0].tolist(), gen_kwargs) if single else 0
@@ -335,6 +366,9 @@ class HFChatModel(BaseChatModel):
             self._to_generation(out, row, prompt, prompt_len, reused, end_ids, stop, tools, opts)
             for row in range(out.sequences.shape[0])
         ]
+        if watch is not None and watch.stopped:  # cut short by its reader: say so
+            generations[0].generation_info["finish_reason"] = "stopped_early"
+            generations[0].message.response_metadata["finish_reason"] = "stopped_early"
         usage = {
             "input_tokens": prompt_len,
             "output_tokens": sum(g.message.usage_metadata["output_tokens"] for g in generations),
@@ -748,7 +782,13 @@ class HFChatModel(BaseChatModel):
                 self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
         return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
 
-    def prefill(self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+    def prefill(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[Any] | None = None,
+        *,
+        watch: DraftWatch | None = None,
+    ) -> int:
         """Read the prompt of ``messages`` now and keep its key/value cache for the next call.
 
         The next single reply on this conversation (:meth:`continue_draft`, or a greedy
@@ -757,11 +797,20 @@ class HFChatModel(BaseChatModel):
         prompt overlaps the draft instead of following it: its check then reads only the draft.
         A prefix already cached is not read again.
 
+        With ``watch`` (the draft being written, see :class:`DraftWatch`) it then reads the draft
+        as it grows, when this model's reply starts as prose (or ends at once): a prose reply has
+        no other written form, so the first draft token it disagrees with is where the check will
+        stop keeping, and the proposer is told to stop writing there. A reply that starts like a
+        tool call is not watched (the draft's call may still be kept in another form). Either way
+        the check that follows gives this model's own reply; the draft tokens read are counted in
+        ``watch.read_tokens``.
+
         Args:
             tools: the bound tools, as ``bind_tools`` takes them (the prompt lists them).
+            watch: the proposer's draft as it is being written.
 
         Returns:
-            How many tokens were read; 0 when the prefix cache is off (``prefix_cache=0``).
+            How many prompt tokens were read; 0 when the prefix cache is off (``prefix_cache=0``).
         """
         if not self.prefix_cache:
             return 0
@@ -775,11 +824,69 @@ class HFChatModel(BaseChatModel):
             reused = self._reuse_prefix(ids, found)
             cache = found.get("cache") or DynamicCache(config=self._hf_model.config)
             new = torch.tensor([ids[reused:]], device=self._hf_model.device)
-            self._hf_model(
+            logits = self._hf_model(
                 input_ids=new, cache=cache, use_cache=True, **last_logits(self._hf_model)
-            )
-            self._remember(ids, cache)
+            ).logits
+            first = int(logits[0, -1].argmax())
+            watching = watch is not None and self._unlike_a_call(first, messages, formatted)
+            if not watching:
+                self._remember(ids, cache)
+        if watching:
+            try:
+                self._read_along(watch, cache, first)
+            finally:
+                # the check reads the draft itself (it may take another form)
+                if excess := cache.get_seq_length() - len(ids):
+                    cache.crop(-excess)
+                with self._lock:
+                    self._remember(ids, cache)
         return len(ids) - reused
+
+    def _unlike_a_call(
+        self, first: int, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None
+    ) -> bool:
+        """Whether a reply starting with token ``first`` can only be prose or empty: no written
+        form of a tool call (nor this template's own) starts that way."""
+        if first in self._end_token_ids:
+            return True
+        text = self._tokenizer.decode([first]).lstrip()
+        openers = set(_CALL_OPENERS)
+        with contextlib.suppress(ReplyRenderError):
+            sample = AIMessage(content="", tool_calls=[{"name": "f", "args": {}, "id": "0"}])
+            rendered = render_reply(self._tokenizer, list(messages), tools, sample)[1].lstrip()
+            openers.update(rendered[:1])
+        return bool(text) and text[0] not in openers
+
+    def _read_along(self, watch: DraftWatch, cache: Any, choice: int) -> None:
+        """Follow the draft in ``watch`` on ``cache`` (over the prompt) while each of its tokens is
+        this model's greedy choice (``choice``: the one after the prompt); stop the draft at the
+        first that is not. The last token of the text so far is left for later: it may still
+        grow into another token."""
+        agreed: list[int] = []
+        seen = 0
+        while (offered := watch.wait(seen)) is not None:
+            text, seen = offered
+            ids = self._tokenizer(text, add_special_tokens=False).input_ids[:-1]
+            if ids[: len(agreed)] != agreed:
+                return  # re-tokenising moved a boundary already read: leave it to the check
+            new = ids[len(agreed) :]
+            if new and new[0] != choice:
+                watch.stop()
+                return
+            if len(new) < _WATCH_CHUNK:
+                continue
+            with self._lock, torch.inference_mode():
+                ids_in = torch.tensor([new], device=self._hf_model.device)
+                logits = self._hf_model(input_ids=ids_in, cache=cache, use_cache=True).logits[0]
+            watch.read_tokens += len(new)
+            greedy = [choice, *logits.argmax(-1).tolist()]
+            if any(g != t for g, t in zip(greedy, new, strict=False)):
+                watch.stop()
+                return
+            agreed += new
+            choice = greedy[-1]
+            if agreed[-1] in self._end_token_ids or len(agreed) >= self.max_new_tokens:
+                return
 
     def _draft_forms(
         self,
