@@ -10,7 +10,12 @@ round-robin over the categories like ``lossless_bfcl.py``. Each example is decid
 - ``F``: mode F, the check reading the prompt itself (``prefill_ahead=False``);
 - ``F_ahead``: mode F, the prompt read ahead on a second thread, beside the drafting;
 - ``A_2threads``: always strong with two threads: what the second core gives mode A, so the
-  overlap is not mistaken for a saving that only F could have.
+  overlap is not mistaken for a saving that only F could have;
+- ``F_2threads``, ``F_ahead_2threads``: F without and with the read-ahead, every model call
+  with two threads (torch's default on this machine: what a user who sets nothing gets).
+  ``F_ahead`` configurations also read the draft along as it is written (``DraftWatch``).
+
+``--configs`` picks the configurations (default the first four).
 
 Each decision's wall time is the node's own (the turn's ``wall_s``: drafting, read-ahead and
 check as they overlapped). Neither strong model keeps another decision's cache: A and F run with
@@ -19,6 +24,9 @@ appended as they are measured; rerunning the same command continues where it sto
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lossless_overlap.py --limit 10 \\
         --out benchmarks/results/lossless/overlap/rows.jsonl
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lossless_overlap.py --limit 3 \\
+        --configs A_2threads,F_2threads,F_ahead_2threads \\
+        --out benchmarks/results/lossless/overlap/rows_2threads.jsonl
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from spec_tool_node.evaluation.collector import context_of
 from spec_tool_node.node import SpeculativeActionNode
 
 CONFIGS = ("A", "F", "F_ahead", "A_2threads")
+KNOWN = (*CONFIGS, "F_2threads", "F_ahead_2threads")
 
 
 def decide(
@@ -46,10 +55,11 @@ def decide(
 ) -> dict[str, Any]:
     """One decision of ``ex`` in configuration ``name``: the node's ledger entry, trimmed."""
     mode = "A" if name.startswith("A") else "F"
-    strong = models["strong_ahead" if name == "F_ahead" else "strong"]
-    if name == "F_ahead":
+    ahead = name.startswith("F_ahead")
+    strong = models["strong_ahead" if ahead else "strong"]
+    if ahead:
         strong._prefixes.clear()  # no earlier example's prompt: only this decision's read-ahead
-    config = CascadeConfig(mode=mode, prefill_ahead=name == "F_ahead", cost_model=cost_model)
+    config = CascadeConfig(mode=mode, prefill_ahead=ahead, cost_model=cost_model)
     node = SpeculativeActionNode(
         proposer=models["proposer"] if mode == "F" else None,
         strong=strong,
@@ -57,7 +67,7 @@ def decide(
         config=config,
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(2 if name == "A_2threads" else threads)
+    torch.set_num_threads(2 if name.endswith("_2threads") else threads)
     try:
         turn = node.invoke({"messages": context_of(ex)})["spec_ledger"][-1]
     finally:
@@ -75,6 +85,9 @@ def decide(
 
 
 def run(args: argparse.Namespace) -> None:
+    configs = tuple(c.strip() for c in args.configs.split(","))
+    if unknown := [c for c in configs if c not in KNOWN]:
+        raise SystemExit(f"--configs: unknown {unknown}; known: {', '.join(KNOWN)}")
     out = Path(args.out)
     done = measured_ids(out)
     todo = [ex for ex in balanced(args.limit) if ex.id not in done]
@@ -90,8 +103,8 @@ def run(args: argparse.Namespace) -> None:
     cost_model = CostModel(prefill_weight=args.prefill_weight)
     with out.open("a", encoding="utf-8") as sink:
         for ex in todo:
-            turn = len(done) % len(CONFIGS)
-            order = CONFIGS[turn:] + CONFIGS[:turn]
+            turn = len(done) % len(configs)
+            order = configs[turn:] + configs[:turn]
             row: dict[str, Any] = {
                 "id": ex.id,
                 "category": ex.meta.get("category"),
@@ -104,9 +117,9 @@ def run(args: argparse.Namespace) -> None:
             sink.write(json.dumps(row, ensure_ascii=False) + "\n")
             sink.flush()
             done.add(ex.id)
-            walls = " ".join(f"{n}={row[n]['wall_s']:.1f}s" for n in CONFIGS)
-            same = row["F_ahead"]["action"] == row["A"]["action"]
-            print(f"{len(done):3d} {ex.id:24s} same={same} {walls}", flush=True)
+            walls = " ".join(f"{n}={row[n]['wall_s']:.1f}s" for n in configs)
+            actions = {row[n]["action"] for n in configs}
+            print(f"{len(done):3d} {ex.id:24s} actions={len(actions)} {walls}", flush=True)
 
 
 def main() -> None:
@@ -119,6 +132,7 @@ def main() -> None:
         default=0.0246,
         help="cost of reading a token against writing one (fitted on lossless/quiet)",
     )
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
     parser.add_argument("--out", default="benchmarks/results/lossless/overlap/rows.jsonl")
     run(parser.parse_args())
 
