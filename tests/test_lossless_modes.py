@@ -60,6 +60,17 @@ def test_mode_f_refuses_a_strong_model_that_cannot_continue_a_draft():
         )
 
 
+def test_mode_f_middleware_asks_for_the_strong_model_by_name():
+    """The agent's own model is only seen at call time, so mode F's middleware needs strong=;
+    the error says so instead of calling the (absent) strong model an API model."""
+    from spec_tool_node.middleware import SpeculativeActionMiddleware
+
+    with pytest.raises(ConfigError, match=r"mode F \(lossless\) needs strong=.*HFChatModel"):
+        SpeculativeActionMiddleware(
+            proposer=ScriptedChatModel(name="cheap"), config=CascadeConfig(mode="F")
+        )
+
+
 def test_mode_f_action_is_mode_a_action_whatever_the_draft(strong):
     a_message, a_turn = decide_once(
         SpeculativeActionNode(strong=strong, tools=[get_weather], config=CascadeConfig(mode="A"))

@@ -35,6 +35,8 @@ from spec_tool_node.cascade import Cascade, can_continue, offers_drafts
 from spec_tool_node.chat_models.watch import DraftWatch
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.costs import TurnRecord
+from spec_tool_node.errors import ConfigError
+from spec_tool_node.modes import MODES
 from spec_tool_node.node import STREAM_KEY, load_policy, model_name
 from spec_tool_node.safety import SafetyPolicy
 from spec_tool_node.verifiers.base import Verifier
@@ -146,6 +148,14 @@ class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]
     ) -> None:
         super().__init__()
         self.config = config or CascadeConfig()
+        if strong is None and MODES[self.config.mode].scorer == "lossless":
+            raise ConfigError(
+                f"mode {self.config.mode} (lossless) needs strong=: the model that continues "
+                "the drafts must be a local HFChatModel known when the middleware is built, and "
+                "the agent's own model is only seen at call time. Pass the agent's model as "
+                "strong= as well (create_agent(model=strong, middleware=["
+                "SpeculativeActionMiddleware(proposer=..., strong=strong, ...)]))"
+            )
         self.proposer, self.strong, self.verifier = proposer, strong, verifier
         self.judge = ChatModelVerifier(strong) if strong is not None else None
         self.cascade = Cascade(  # the strong model defaults to the agent's own
