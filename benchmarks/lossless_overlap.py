@@ -58,7 +58,7 @@ def decide(
     ahead = name.startswith("F_ahead")
     strong = models["strong_ahead" if ahead else "strong"]
     if ahead:
-        strong._prefixes.clear()  # no earlier example's prompt: only this decision's read-ahead
+        strong.clear_prefix_cache()  # no earlier example's prompt: only this decision's read-ahead
     config = CascadeConfig(mode=mode, prefill_ahead=ahead, cost_model=cost_model)
     node = SpeculativeActionNode(
         proposer=models["proposer"] if mode == "F" else None,

@@ -223,7 +223,7 @@ def test_mode_f_reads_the_prompt_ahead_while_the_proposer_drafts(strong, monkeyp
         node = SpeculativeActionNode(
             proposer=proposer, strong=strong, tools=[get_weather], config=config
         )
-        strong._prefixes.clear()
+        strong.clear_prefix_cache()
         out = (
             asyncio.run(node.ainvoke({"messages": QUESTION}))
             if run == "ainvoke"
@@ -340,7 +340,7 @@ def test_mode_f_stops_a_draft_the_strong_model_will_not_keep(monkeypatch, run):
         node = SpeculativeActionNode(
             proposer=proposer, strong=strong, tools=[get_weather], config=CascadeConfig(mode=mode)
         )
-        strong._prefixes.clear()
+        strong.clear_prefix_cache()
         state = {"messages": QUESTION}
         out = asyncio.run(node.ainvoke(state)) if run == "ainvoke" else node.invoke(state)
         return out["spec_ledger"][-1]

@@ -297,6 +297,8 @@ def test_prefill_reads_the_prompt_ahead_and_the_reply_is_unchanged():
     assert plain.prefill(messages) == 0  # no prefix cache: nothing to keep
     assert chat.prefill(messages) == prompt_len
     assert chat.prefill(messages) == 1  # cached already: only the last token is read again
+    chat.clear_prefix_cache()
+    assert chat.prefill(messages) == prompt_len  # forgotten: the whole prompt again
     got = chat.continue_draft(messages, draft)
     assert got.usage_metadata["input_token_details"]["cache_read"] == prompt_len - 1
     assert got.response_metadata["raw_text"] == want.response_metadata["raw_text"]

@@ -79,7 +79,7 @@ def proposer() -> HFChatModel:
 def watched_draft(strong: HFChatModel, proposer: HFChatModel) -> tuple[Any, LockstepWatch]:
     """The proposer drafts while the strong model reads the prompt and then the draft."""
     watch = LockstepWatch()
-    strong._prefixes.clear()
+    strong.clear_prefix_cache()
 
     def read() -> None:
         try:

@@ -586,6 +586,12 @@ class HFChatModel(BaseChatModel):
         gen_kwargs["cache"] = reused
         return best
 
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached conversation prefix (``prefix_cache``): the next call reads its
+        whole prompt. For timing one call on its own, or to free the caches' memory."""
+        with self._lock:
+            self._prefixes = []
+
     def _remember_prefix(self, out: Any) -> None:
         cache = getattr(out, "cache", None)
         if cache is not None:
