@@ -158,3 +158,19 @@ def test_a_reply_that_starts_like_a_tool_call_is_not_watched(proposer):
     assert draft.response_metadata["finish_reason"] != "stopped_early"
     assert draft.response_metadata["raw_text"] == full.response_metadata["raw_text"]
     assert watch.read_tokens == 0 and not watch.stopped
+
+
+def test_a_read_along_that_fails_leaves_no_cache_behind(strong, proposer, monkeypatch):
+    """A failure in the middle of reading the draft may leave the cache half-extended: it is
+    dropped, and the check reads the prompt itself."""
+
+    def broken(self, watch, cache, choice):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(HFChatModel, "_read_along", broken)
+    strong.clear_prefix_cache()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        strong.prefill(QUESTION, watch=DraftWatch())
+    check = strong.continue_draft(QUESTION, proposer.invoke(QUESTION))
+    assert check.usage_metadata["input_token_details"]["cache_read"] == 0
+    assert check.content == ANSWER

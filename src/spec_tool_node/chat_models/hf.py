@@ -838,14 +838,12 @@ class HFChatModel(BaseChatModel):
             if not watching:
                 self._remember(ids, cache)
         if watching:
-            try:
-                self._read_along(watch, cache, first)
-            finally:
-                # the check reads the draft itself (it may take another form)
-                if excess := cache.get_seq_length() - len(ids):
-                    cache.crop(-excess)
-                with self._lock:
-                    self._remember(ids, cache)
+            self._read_along(watch, cache, first)  # a failure drops the cache, half-written
+            # the check reads the draft itself (it may take another form)
+            if excess := cache.get_seq_length() - len(ids):
+                cache.crop(-excess)
+            with self._lock:
+                self._remember(ids, cache)
         return len(ids) - reused
 
     def _unlike_a_call(
