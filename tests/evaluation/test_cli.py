@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
@@ -170,21 +169,3 @@ def test_trajectory_cache_keys_survive_new_unset_fields(tmp_path):
     changed = _cache_file(args, config.model_copy(update={"multi_turn_threshold": 0.3}))
     assert changed.name != f"trajectories-A-{digest}.jsonl"
 
-
-@pytest.mark.parametrize(
-    ("bundle", "mode"),
-    [("default_bundle", "A"), ("default_bundle", "D"), ("default_bundle", "F")],
-)
-def test_committed_trajectory_commands_find_their_caches(bundle, mode, tmp_path):
-    """The commands in the committed trajectory reports read the committed result caches
-    (`benchmarks/results/bfcl/cache`) instead of running hours of trajectories again."""
-    from spec_tool_node.evaluation.cli import _cache_file, _settings
-
-    results = Path(__file__).parents[2] / "benchmarks" / "results"
-    argv = f"eval --data bfcl-trajectories --bundle {results / bundle} --trajectories 10"
-    cache = results / "bfcl" / "cache"
-    args = build_parser().parse_args(
-        [*argv.split(), "--float32-logits", "--cache", str(cache), "--out", str(tmp_path)]
-    )
-    config = _settings(args).cascade_config().model_copy(update={"mode": mode})
-    assert _cache_file(args, config).is_file()
