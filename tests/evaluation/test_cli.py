@@ -168,4 +168,3 @@ def test_trajectory_cache_keys_survive_new_unset_fields(tmp_path):
     assert _cache_file(args, config).name == f"trajectories-A-{digest}.jsonl"
     changed = _cache_file(args, config.model_copy(update={"multi_turn_threshold": 0.3}))
     assert changed.name != f"trajectories-A-{digest}.jsonl"
-
