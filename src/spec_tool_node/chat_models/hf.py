@@ -88,7 +88,7 @@ _WATCH = "draft_watch"
 check reads along and may stop it). Passed per call, never bound."""
 _CALL_OPENERS = frozenset("{[`<")
 """First characters of every written form of a tool call (:func:`call_forms`); the chat
-template's own form adds its first character (see ``_call_openers``)."""
+template's own form adds its first character (see ``HFChatModel._unlike_a_call``)."""
 _WATCH_CHUNK = 8
 """Draft tokens the reader gathers before it reads them: one pass over a few tokens costs the
 strong model about what one decoding step does, so reading each token as it comes would cost a
