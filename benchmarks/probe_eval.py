@@ -52,6 +52,8 @@ from spec_tool_node.training.probe import (
 from spec_tool_node.verifiers.probe import LOGPROB_STATS
 
 STRONG = "qwen2.5-coder-1.5b-instruct"
+OLD_VERIFIER = "smollm2-135m-instruct"  # the LoRA verifier the probe is compared with
+OLD_VERIFIER_ADAPTER = "benchmarks/results/verifier/bundle/adapters/verifier"
 HEADS = (HeadSpec(0.01), HeadSpec(0.1), HeadSpec(1.0))
 LAYERS = [[layer] for layer in (3, 6, 9, 12, 15, 18, 21, 24)]
 """Candidate layers (every third of the 0.5B's 24 blocks keeps the grid small on 2 cores)."""
@@ -276,7 +278,7 @@ def main() -> None:
         ModelKeys(
             proposer=proposer_key,
             strong=model_key(STRONG),
-            verifier="smollm2-135m-instruct@verifier-1a920b80",
+            verifier=model_key(OLD_VERIFIER, OLD_VERIFIER_ADAPTER),
         ),
     )
     signals = {

@@ -22,7 +22,7 @@ from pydantic import (
 from spec_tool_node.costs import CostModel
 from spec_tool_node.errors import ConfigError
 from spec_tool_node.jsonl import write_text
-from spec_tool_node.modes import mode_letter
+from spec_tool_node.modes import MODES, PLAYED_BY, mode_letter
 
 
 class ModelSpec(BaseModel):
@@ -116,6 +116,29 @@ class CascadeConfig(BaseModel):
         if multi_turn and self.multi_turn_threshold is not None:
             return self.multi_turn_threshold
         return self.threshold
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields this config's mode decides by, as JSON: what a saved result of the mode
+        depends on, so a result cache keyed by them is found again under any verifier or
+        threshold the mode never reads (mode A's trajectories hold for every bundle).
+
+        Read from the mode table: the models the mode requires or uses when given, the
+        thresholds of its scorer, sampling only when it drafts more than once, the fallback
+        option only when a draft can be rejected for the strong model. ``prefill_ahead`` is
+        left out: it changes when the strong model reads, not what any model writes.
+        """
+        spec = MODES[self.mode]
+        roles = spec.models | {PLAYED_BY[role] for role in spec.optional}
+        drop = {"prefill_ahead"} | {r for r in ("proposer", "strong", "verifier") if r not in roles}
+        if spec.draft_count(self.n_drafts) < 2:
+            drop |= {"n_drafts", "sample_kwargs"}
+        if spec.scorer not in ("verifier", "judge"):
+            drop |= {"threshold", "multi_turn_threshold"}
+        if spec.scorer != "gate":
+            drop.add("gate_threshold")
+        if spec.scorer in ("none", "lossless") or not spec.has_strong:
+            drop.add("speculative_fallback")
+        return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON, atomically (a reader never sees half a file)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -145,26 +147,56 @@ def test_float32_logits_reach_the_strong_model_only(monkeypatch):
     assert built == {"cheap": False, "strong": True}
 
 
-def test_trajectory_cache_keys_survive_new_unset_fields(tmp_path):
-    """A committed trajectory cache is found by a hash of its config: a field added later and
-    left unset must not change the key, or every earlier run would be redone."""
-    import hashlib
-
+def _trajectory_key(args: argparse.Namespace, **update: object) -> str:
     from spec_tool_node.evaluation.cli import _cache_file
 
+    return _cache_file(args, CascadeConfig(**update)).name
+
+
+def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
+    """Mode A's trajectories hold for any verifier and threshold (the expensive runs are
+    shared across bundles); a verifier mode's do not."""
     args = build_parser().parse_args(["eval", "--data", "toy", "--out", str(tmp_path)])
-    config = CascadeConfig(mode="A")
-    before = config.model_dump(mode="json")
-    for field in ("multi_turn_threshold", "prefill_ahead"):  # fields added after the runs
-        del before[field]
-    fields = {
-        "config": before,
-        "policy": str(args.policy),
-        "system_prompt": args.system_prompt,
-        "max_steps_per_turn": args.max_steps_per_turn,
-        "max_new_tokens": args.max_new_tokens,
-    }
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-    assert _cache_file(args, config).name == f"trajectories-A-{digest}.jsonl"
-    changed = _cache_file(args, config.model_copy(update={"multi_turn_threshold": 0.3}))
-    assert changed.name != f"trajectories-A-{digest}.jsonl"
+    strong, cheap = {"model": "strong"}, {"model": "cheap"}
+    verifier = {"model": "cheap", "adapter": str(tmp_path / "verifier")}
+    a = _trajectory_key(args, mode="A", strong=strong)
+    assert a == _trajectory_key(
+        args, mode="A", strong=strong, proposer=cheap, verifier=verifier, threshold=0.9,
+        multi_turn_threshold=0.3, gate_threshold=0.1, n_drafts=5, speculative_fallback=False,
+    )  # fmt: skip
+    assert a != _trajectory_key(args, mode="A", strong={"model": "other"})
+    d = {"strong": strong, "proposer": cheap, "verifier": verifier}
+    key_d = _trajectory_key(args, mode="D", **d)
+    assert key_d == _trajectory_key(args, mode="D", **d, gate_threshold=0.1, n_drafts=5)
+    for changed in ({"threshold": 0.9}, {"multi_turn_threshold": 0.3},
+                    {"speculative_fallback": False}, {"verifier": cheap}):  # fmt: skip
+        assert _trajectory_key(args, mode="D", **{**d, **changed}) != key_d
+    assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
+    f = {"mode": "F", "strong": strong, "proposer": cheap}
+    assert _trajectory_key(args, **f) == _trajectory_key(
+        args, **f, verifier=verifier, threshold=0.9, prefill_ahead=False
+    )
+
+
+REPORTS = ("trajectories_a_vs_d_probe", "trajectories_a_vs_f", "trajectories_a_vs_d_probe_v6")
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_committed_trajectory_commands_find_their_committed_caches(report, monkeypatch):
+    """Rerunning a committed report's command reads its committed results (hours of model
+    calls) in any checkout: the key holds no absolute path."""
+    from spec_tool_node.evaluation.cli import _cache_file, _modes, _settings
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    folder = root / "benchmarks" / "results" / "bfcl" / report
+    line = next(
+        line
+        for line in (folder / "trajectories.md").read_text().splitlines()
+        if line.startswith("spec-tool-node eval --data bfcl-trajectories")
+    )
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    config = _settings(args).cascade_config()
+    for mode in _modes(args.trajectory_modes):
+        cache = _cache_file(args, config.model_copy(update={"mode": mode}))
+        assert cache.is_file(), f"{report}: mode {mode} would not find {cache}"

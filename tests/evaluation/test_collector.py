@@ -106,6 +106,25 @@ def test_models_with_other_adapters_do_not_share_a_cache():
     assert model_key("/models/qwen2.5").startswith("qwen2.5-")
 
 
+def test_a_local_adapter_is_keyed_by_its_content_not_its_path(tmp_path):
+    """The same adapter in two checkouts shares its cache; one retrained in place does not
+    read back the old scores; its documentation does not matter."""
+    here, there = tmp_path / "here" / "verifier", tmp_path / "there" / "verifier"
+    for folder in (here, there):
+        (folder / "text").mkdir(parents=True)
+        (folder / "probe.json").write_text('{"layers": [15]}')
+        (folder / "text" / "head.safetensors").write_bytes(b"weights")
+    key = model_key("qwen", str(here))
+    assert model_key("qwen", str(there)) == key
+    (there / "README.md").write_text("retrained on Tuesday")
+    assert model_key("qwen", str(there)) == key
+    (there / "text" / "head.safetensors").write_bytes(b"other weights")
+    assert model_key("qwen", str(there)) != key
+    assert model_key("qwen", str(here)) == key
+    (here / "text" / "head.safetensors").rename(here / "head.safetensors")
+    assert model_key("qwen", str(here)) != key  # where a file lies is part of the content
+
+
 def test_a_model_with_float32_logits_does_not_share_the_bf16_cache():
     class Local:
         model, adapter, float32_logits = "qwen", None, False

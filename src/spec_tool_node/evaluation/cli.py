@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
     from spec_tool_node.bfcl.tasks import MultiTurnTask
+    from spec_tool_node.config import CascadeConfig
     from spec_tool_node.node import SpeculativeActionNode
 
 
@@ -418,24 +419,29 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
     return 0
 
 
-def _cache_file(args: argparse.Namespace, config: Any) -> Path:
-    """The result cache of one trajectory configuration: a rerun with the same models, mode,
-    threshold, policy, system prompt and step budget continues it."""
-    # reading the prompt ahead changes when the strong model reads, not what any model writes
-    dumped = config.model_dump(mode="json", exclude={"prefill_ahead"})
-    if dumped.get("multi_turn_threshold") is None:  # absent from older keys, which stay valid
-        del dumped["multi_turn_threshold"]
-    fields = {
-        "config": dumped,
+def _cache_file(args: argparse.Namespace, config: CascadeConfig) -> Path:
+    """The result cache of one trajectory configuration: a rerun with the same models, mode
+    settings, policy, system prompt and step budget continues it.
+
+    Keyed by the fields the mode decides by (:meth:`CascadeConfig.result_fields`) with each
+    adapter by its content, so the key is the same in every checkout and a bundle change the
+    mode never reads (mode A's verifier) keeps its results.
+    """
+    from spec_tool_node.evaluation.collector import adapter_fingerprint
+
+    fields = config.result_fields()
+    for role in ("proposer", "strong", "verifier"):
+        if (spec := fields.get(role)) and spec.get("adapter"):
+            spec["adapter"] = adapter_fingerprint(spec["adapter"])
+    key = {
+        "config": fields,
         "policy": str(args.policy),
         "system_prompt": args.system_prompt,
         "max_steps_per_turn": args.max_steps_per_turn,
         "max_new_tokens": args.max_new_tokens,
+        "float32_logits": bool(getattr(args, "float32_logits", False)),
     }
-    if getattr(args, "float32_logits", False):  # absent from older keys, which stay valid
-        fields["float32_logits"] = True
-    key = json.dumps(fields, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(args.cache or Path(args.out) / "cache")
     return cache / f"trajectories-{config.mode}-{digest}.jsonl"
 

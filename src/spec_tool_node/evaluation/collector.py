@@ -66,12 +66,34 @@ class CacheMissingError(SpecToolNodeError, LookupError):
 # -- model keys -----------------------------------------------------------------------------------
 
 
-def model_key(name: str, adapter: str | None = None) -> str:
-    """A file-safe key for one model configuration: readable name + hash of name and adapter.
+def adapter_fingerprint(adapter: str) -> str:
+    """What a cache key holds of an adapter: a local folder's (or file's) content, else the
+    name as given (a hub id).
 
-    Two adapters on one base model (or two folders with the same name) get different keys.
+    Content, not the path: the key is then the same in every checkout (a bundle's adapter is
+    resolved to an absolute path) and changes when an adapter is retrained in place, so stale
+    scores are never read back. Documentation files (``*.md``) are left out.
     """
-    full = f"{name}@{adapter}" if adapter else name
+    path = Path(adapter)
+    if not path.exists():
+        return adapter
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        if file.suffix != ".md":
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def model_key(name: str, adapter: str | None = None) -> str:
+    """A file-safe key for one model configuration: readable name + hash of the name and the
+    adapter's content (:func:`adapter_fingerprint`).
+
+    Two adapters on one base model get different keys; one adapter gets the same key wherever
+    it lies.
+    """
+    full = f"{name}@{adapter_fingerprint(adapter)}" if adapter else name
     readable = Path(name.rstrip("/")).name or name
     if adapter:
         readable += "@" + (Path(str(adapter).rstrip("/")).name or "adapter")
