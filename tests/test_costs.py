@@ -217,6 +217,25 @@ def trajectory() -> list[TurnRecord]:
     ]
 
 
+def test_a_turn_repriced_under_its_own_model_is_unchanged() -> None:
+    for turn in trajectory():
+        assert CostModel().repriced(turn) == turn
+
+
+def test_a_turn_repriced_under_other_prices_keeps_everything_but_its_costs() -> None:
+    turn = trajectory()[1]
+    dearer = CostModel(cheap=0.3, verifier=0.1, strong=2.0)
+    again = dearer.repriced(turn)
+    assert [c.cost for c in again.calls] == [0.3, 0.1, 2.0]
+    assert again.cost == pytest.approx(2.4) and again.baseline_cost == 2.0
+    assert again.savings == pytest.approx(-0.4)
+    unpriced = {"calls", "cost", "baseline_cost", "savings"}
+    assert again.model_dump(exclude=unpriced) == turn.model_dump(exclude=unpriced)
+    assert [c.input_tokens for c in again.calls] == [c.input_tokens for c in turn.calls]
+    tokens = CostModel(basis="tokens", prices=PRICES).repriced(turn)
+    assert tokens.baseline_cost == pytest.approx((100 * 1.0 + 20 * 4.0) / 1e6)
+
+
 def test_summarize_three_turns() -> None:
     summary = summarize(trajectory())
     assert summary.turns == 3

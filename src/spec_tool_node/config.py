@@ -118,18 +118,21 @@ class CascadeConfig(BaseModel):
         return self.threshold
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields this config's mode decides by, as JSON: what a saved result of the mode
-        depends on, so a result cache keyed by them is found again under any verifier or
-        threshold the mode never reads (mode A's trajectories hold for every bundle).
+        """The fields this config's mode decides by, as JSON: what the actions and calls of a
+        saved run depend on, so a result cache keyed by them is found again under any verifier
+        or threshold the mode never reads (mode A's trajectories hold for every bundle).
 
         Read from the mode table: the models the mode requires or uses when given, the
         thresholds of its scorer, sampling only when it drafts more than once, the fallback
-        option only when a draft can be rejected for the strong model. ``prefill_ahead`` is
-        left out: it changes when the strong model reads, not what any model writes.
+        option only when a draft can be rejected for the strong model. Left out:
+        ``prefill_ahead`` (it changes when the strong model reads, not what any model writes)
+        and ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
+        :meth:`CostModel.repriced`).
         """
         spec = MODES[self.mode]
         roles = spec.models | {PLAYED_BY[role] for role in spec.optional}
-        drop = {"prefill_ahead"} | {r for r in ("proposer", "strong", "verifier") if r not in roles}
+        drop = {"prefill_ahead", "cost_model"}
+        drop |= {r for r in ("proposer", "strong", "verifier") if r not in roles}
         if spec.draft_count(self.n_drafts) < 2:
             drop |= {"n_drafts", "sample_kwargs"}
         if spec.scorer not in ("verifier", "judge"):

@@ -152,6 +152,12 @@ class CostModel(BaseModel):
             }
         )
 
+    def repriced(self, turn: TurnRecord) -> TurnRecord:
+        """``turn`` priced under this model: a record keeps every call's tokens and time, so a
+        price change re-reads saved results instead of making the calls again."""
+        fields = turn.model_dump(exclude={"calls", "cost", "baseline_cost", "savings"})
+        return self.turn(turn.calls, **fields)
+
     def _continued_share(self, call: CallRecord) -> float:
         """A continuation's work as a share of writing the same action from scratch.
 

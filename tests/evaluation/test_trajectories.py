@@ -18,7 +18,7 @@ from spec_tool_node.bfcl.trajectories import (
     write_trajectory_report,
 )
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.costs import CallRecord
+from spec_tool_node.costs import CallRecord, CostModel
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.verifiers.base import Verdict, Verifier
 from tests.scripted import ScriptedChatModel
@@ -262,6 +262,16 @@ def test_a_cache_skips_finished_tasks_and_keeps_failed_runs_out(tmp_path):
     empty = ScriptedChatModel(name="cheap", script=[])
     (again,) = run_trajectories([task], factory("B", empty), cache=cache)
     assert again == first and empty.seen == []
+
+    # under other prices the cached run is priced again, not run again
+    dearer = CostModel(cheap=0.5)
+    (repriced,) = run_trajectories([task], factory("B", empty), cache=cache, cost_model=dearer)
+    assert empty.seen == [] and repriced.calls == first.calls
+    assert first.cost > 0 and repriced.cost == pytest.approx(first.cost / 0.15 * 0.5)
+    assert repriced.summary.by_role["cheap"]["cost"] == pytest.approx(repriced.cost)
+    assert run_trajectories([task], factory("B", empty), cache=cache, cost_model=CostModel()) == [
+        first
+    ]
 
     # a run that ends in an exception (a failing strong model) is recorded but not cached
     strong = ScriptedChatModel(name="strong", script=[RuntimeError("strong model is down")])

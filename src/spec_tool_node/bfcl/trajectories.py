@@ -74,7 +74,7 @@ from pydantic import BaseModel, Field
 from spec_tool_node.bfcl.data import MULTI_TURN_CATEGORIES, convert_function
 from spec_tool_node.bfcl.environment import BFCLEnvironment, call_string, cleanup_namespace
 from spec_tool_node.bfcl.tasks import MultiTurnTask, load_task
-from spec_tool_node.costs import TrajectorySummary, TurnRecord, percentile, summarize
+from spec_tool_node.costs import CostModel, TrajectorySummary, TurnRecord, percentile, summarize
 from spec_tool_node.jsonl import open_for_append, read_records
 
 if TYPE_CHECKING:  # the graph stack is imported when a trajectory runs, not by the CLI parser
@@ -348,6 +348,12 @@ def load_results(path: str | Path) -> dict[str, TrajectoryResult]:
     return results
 
 
+def repriced(result: TrajectoryResult, cost_model: CostModel) -> TrajectoryResult:
+    """``result`` with its ledger and summary priced under ``cost_model``."""
+    ledger = [cost_model.repriced(turn) for turn in result.ledger]
+    return result.model_copy(update={"ledger": ledger, "summary": summarize(ledger)})
+
+
 def run_trajectories(
     task_ids: Iterable[str | MultiTurnTask],
     node_factory: NodeFactory,
@@ -356,13 +362,16 @@ def run_trajectories(
     on_error: str = "raise",
     progress: bool = False,
     cache: str | Path | None = None,
+    cost_model: CostModel | None = None,
 ) -> list[TrajectoryResult]:
     """Run held-out multi-turn tasks live, one :class:`TrajectoryResult` each, in order.
 
     See :func:`run_trajectory` for the arguments; ``progress`` prints one line per trajectory.
     ``cache`` is a JSONL file of finished results: tasks found there are not run again and each
     new result is appended as soon as it is done, so a long run continues where it stopped. A
-    result that ended in an exception is not cached (a rerun tries it again).
+    result that ended in an exception is not cached (a rerun tries it again). ``cost_model``
+    (the nodes' own) re-prices the cached results, which may have been priced under another:
+    prices change what a trajectory cost, not what its models did.
     """
     tasks = [t if isinstance(t, MultiTurnTask) else load_task(t) for t in task_ids]
     done = load_results(cache) if cache is not None else {}
@@ -372,6 +381,8 @@ def run_trajectories(
             result = done[task.id]
             if result.turn_checks is None:
                 result.turn_checks = turn_checks(task, result.calls)
+            if cost_model is not None:
+                result = repriced(result, cost_model)
             results.append(result)
             continue
         result = run_trajectory(

@@ -404,6 +404,7 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
             on_error="record",
             progress=True,
             cache=_cache_file(args, config.model_copy(update={"mode": mode})),
+            cost_model=config.cost_model,
         )
     command = _command(args) + _trajectory_flags(args)
     report_md = Path(args.out) / "report.md"
