@@ -7,8 +7,9 @@ the first token it disagrees with, so every action equals always-strong's. Its c
 continued strong call by the work it did, with a read token weighted by this machine's measured
 decode/prefill speed ratio for the strong model (benchmarks/results/assets.md: Qwen2.5-Coder-1.5B
 decodes 4.14 tok/s and prefills 107.1 tok/s, so one read token costs 4.14 / 107.1 = 0.039 of a
-written one). With ``--verifier-bundle`` the verifier of that bundle is carried along, so users can
-switch to mode D with the speculative fallback without another download.
+written one). With ``--verifier-bundle`` the verifier of that bundle is carried along with its
+thresholds and card, so users can switch to mode D with the speculative fallback without another
+download.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ def main() -> None:
         "rebuild": "python benchmarks/default_bundle.py"
         + (f" --verifier-bundle {args.verifier_bundle}" if args.verifier_bundle else ""),
     }
-    threshold = 0.5
+    thresholds: dict[str, float | None] = {}
     if args.verifier_bundle:
         source = Bundle.from_pretrained(args.verifier_bundle)
-        verifier, threshold = source.config.verifier, source.config.threshold
-        card["verifier"] = {"from": str(args.verifier_bundle), "card": source.card}
+        verifier = source.config.verifier
+        thresholds = {
+            "threshold": source.config.threshold,
+            "multi_turn_threshold": source.config.multi_turn_threshold,
+        }
+        card["verifier"] = {"from": str(args.verifier_bundle), **source.card}
     config = CascadeConfig(
         mode="F",
-        threshold=threshold,
+        **thresholds,
         cost_model=CostModel(prefill_weight=round(DECODE_TOK_S / PREFILL_TOK_S, 3)),
         proposer=ModelSpec(model="qwen2.5-coder-0.5b-instruct"),
         strong=ModelSpec(model="qwen2.5-coder-1.5b-instruct"),

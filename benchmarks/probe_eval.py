@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -105,6 +106,44 @@ def choose_threshold(
             best = (t, accuracy)
     assert best is not None
     return best[0], table
+
+
+SPLIT = (
+    "train = BFCL v4 live_* single-turn + even multi-turn ids; held-out = non-live single-turn + "
+    "odd multi-turn ids (spec_tool_node.bfcl.split_of); nothing held-out was used for any choice"
+)
+
+
+def verifier_card(metrics: dict, *, label: str, max_cost: float, rebuild: str) -> dict:
+    """The bundle card of the chosen probe: what it reads, its data, split, selection,
+    threshold, held-out AUROC (measured after every choice) and how to rebuild it."""
+    chosen = metrics[f"label {label}"]
+    config = chosen["chosen"]
+    card: dict = {
+        "what": f"probe verifier: {PROPOSER} (frozen, bf16) reads the proposer's prompt + the "
+        "draft as the chat template writes that reply; a head on its pooled hidden states "
+        "gives p(ACCEPT)",
+        "base model": PROPOSER,
+        "layers": config["layers"],
+        "pooling": config["pooling"],
+        "log-prob statistics": ", ".join(config["logprob_stats"]) or "none",
+        "head": config["head"]
+        + (", one head per kind of draft (tool calls, text)" if config["per_kind"] else ""),
+        "training data": f"{chosen['n']} valid greedy drafts of {PROPOSER} on BFCL v4 live_* "
+        f"training examples, {chosen['accept']} labelled accept (label: {label})",
+        "split": SPLIT,
+        "selection": "5-fold cross-validation grouped by BFCL function group on the training "
+        f"drafts; chosen cross-validated AUROC {config['cv_auroc']}",
+        "threshold": f"{chosen['threshold']}: the best simulated mode-D accuracy on the training "
+        f"drafts' out-of-fold scores at a training relative cost of at most {max_cost}",
+    }
+    if held := metrics.get("heldout"):
+        scores = held["auroc"][f"probe ({label} labels)"]
+        card[f"held-out AUROC ({held['valid drafts']} valid greedy drafts, after every choice)"] = {
+            k: v for k, v in scores.items() if not math.isnan(v)
+        }
+    card["rebuild"] = rebuild
+    return card
 
 
 def main() -> None:
@@ -345,9 +384,10 @@ def main() -> None:
         strong=ModelSpec(model=STRONG),
         verifier=ModelSpec(model=PROPOSER, adapter=str(probe_dir)),
     )
-    Bundle(config=config, card={"probe": results[f"label {args.label}"]["chosen"]}).save_pretrained(
-        args.bundle
+    card = verifier_card(
+        results, label=args.label, max_cost=args.max_cost, rebuild=shlex.join(sys.argv)
     )
+    Bundle(config=config, card=card).save_pretrained(args.bundle)
     bundle = Bundle.from_pretrained(args.bundle)
     key = model_key(bundle.config.verifier.model, bundle.config.verifier.adapter)
     path = ModelKeys(proposer=proposer_key, verifier=key).path(args.heldout_cache, "verifier")

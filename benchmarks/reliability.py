@@ -32,9 +32,10 @@ from typing import Any
 import pytest
 
 from spec_tool_node.actions import BlockedAction, ToolCall, ToolCallsAction, action_from_canonical
+from spec_tool_node.bundle import Bundle
 from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import ModelKeys, load_collection
-from spec_tool_node.evaluation.collector import CacheMissingError
+from spec_tool_node.evaluation.collector import CacheMissingError, model_key
 from spec_tool_node.evaluation.safety_suite import load_policy, load_safety_suite
 from spec_tool_node.evaluation.simulator import replay
 from spec_tool_node.safety import SafetyPolicy
@@ -42,7 +43,8 @@ from spec_tool_node.safety import SafetyPolicy
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results/reliability"
 CACHE = RESULTS / "cache"
-BUNDLE_CONFIG = ROOT / "benchmarks/results/default_bundle/cascade.json"
+BUNDLE = ROOT / "benchmarks/results/default_bundle"
+BUNDLE_CONFIG = BUNDLE / "cascade.json"
 TRAJECTORIES = 256
 
 PARTS = {
@@ -118,16 +120,14 @@ def run_tests(profile: str) -> list[dict[str, Any]]:
 
 
 def cache_keys() -> ModelKeys:
-    """The model keys of the cache files (named role--key[--on--proposer].jsonl); of several
-    verifiers' files, the bundle's (its key begins with its base model's name)."""
-    verifier = CascadeConfig.load(BUNDLE_CONFIG).verifier
-    found: dict[str, str] = {}
-    for path in sorted(CACHE.glob("*.jsonl")):
-        role, key = path.stem.split("--")[:2]
-        if role != "verifier" or (verifier and key.startswith(f"{verifier.model}@")):
-            found[role] = key
+    """The model keys of the default bundle's models, which name the cache files."""
+    config = Bundle.from_pretrained(BUNDLE).config
     return ModelKeys(
-        proposer=found.get("proposer"), strong=found.get("strong"), verifier=found.get("verifier")
+        **{
+            role: model_key(spec.model, spec.adapter)
+            for role in ("proposer", "strong", "verifier")
+            if (spec := getattr(config, role)) is not None
+        }
     )
 
 

@@ -149,9 +149,11 @@ def bundle_verifier(bundle: str | Path) -> Verifier:
     return load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
 
 
-def bundle_threshold(bundle: str | Path) -> float:
-    """The accept threshold calibrated with the bundle's verifier (on training data)."""
-    return Bundle.from_pretrained(bundle).config.threshold
+def bundle_thresholds(bundle: str | Path) -> dict[str, float | None]:
+    """The accept thresholds calibrated with the bundle's verifier on training data: for a
+    conversation's first decision and, when the bundle has one, for later decisions."""
+    config = Bundle.from_pretrained(bundle).config
+    return {"threshold": config.threshold, "multi_turn_threshold": config.multi_turn_threshold}
 
 
 def show(messages: list[BaseMessage]) -> None:

@@ -84,7 +84,12 @@ def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:
     lines = [
         "# spec-tool-node bundle",
         "",
-        f"Mode {config.mode}, threshold {config.threshold}.",
+        f"Mode {config.mode}, threshold {config.threshold}"
+        + (
+            f" (later in a conversation: {config.multi_turn_threshold})."
+            if config.multi_turn_threshold is not None
+            else "."
+        ),
         "",
     ]
     for role in ROLES:
@@ -96,8 +101,16 @@ def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:
             )
     for key, value in card.items():
         lines += ["", f"## {key}", ""]
-        if isinstance(value, dict):
-            lines += [f"- {k}: {v}" for k, v in value.items()]
-        else:
-            lines.append(str(value))
+        lines += _items(value, 0) if isinstance(value, dict) else [str(value)]
     return "\n".join(lines) + "\n"
+
+
+def _items(card: dict[str, Any], depth: int) -> list[str]:
+    """A card's nested sections as a nested Markdown list."""
+    lines = []
+    for key, value in card.items():
+        if isinstance(value, dict):
+            lines += [f"{'  ' * depth}- {key}:", *_items(value, depth + 1)]
+        else:
+            lines.append(f"{'  ' * depth}- {key}: {value}")
+    return lines

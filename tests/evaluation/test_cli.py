@@ -178,11 +178,16 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     )
 
 
-REPORTS = ("trajectories_a_vs_d_probe", "trajectories_a_vs_f", "trajectories_a_vs_d_probe_v6")
+REPORTS = (
+    "trajectories_a_vs_d_probe",
+    "trajectories_a_vs_f",
+    "trajectories_a_vs_d_probe_v6",
+    "trajectories_default_bundle",
+)
 
 
 @pytest.mark.parametrize("report", REPORTS)
-def test_committed_trajectory_commands_find_their_committed_caches(report, monkeypatch):
+def test_committed_trajectory_commands_find_their_committed_caches(report, monkeypatch, tmp_path):
     """Rerunning a committed report's command reads its committed results (hours of model
     calls) in any checkout: the key holds no absolute path."""
     from spec_tool_node.evaluation.cli import _cache_file, _modes, _settings
@@ -200,3 +205,16 @@ def test_committed_trajectory_commands_find_their_committed_caches(report, monke
     for mode in _modes(args.trajectory_modes):
         cache = _cache_file(args, config.model_copy(update={"mode": mode}))
         assert cache.is_file(), f"{report}: mode {mode} would not find {cache}"
+
+    # and the command writes the committed report again, without a model (none is installed
+    # in this test: a cache miss would fail to load one)
+    out = tmp_path / report
+    monkeypatch.setattr(ModelPool, "node", _no_model)
+    words = shlex.split(line)[1:]
+    words[words.index("--out") + 1] = str(out)
+    assert main(words) == 0
+    assert (out / "trajectories.jsonl").read_text() == (folder / "trajectories.jsonl").read_text()
+
+
+def _no_model(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a committed trajectory report needed a model: its cache missed")
