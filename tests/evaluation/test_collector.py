@@ -9,6 +9,7 @@ import pytest
 from spec_tool_node.actions import action_from_message, canonical_text, tool_schemas
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
+from spec_tool_node.errors import ConfigError
 from spec_tool_node.evaluation import (
     CacheMissingError,
     ModelKeys,
@@ -253,6 +254,20 @@ def test_continue_fallbacks_collects_the_continuation_each_fallback_reads(tmp_pa
             assert (result.path, result.calls[-1]) == ("fallback", "strong:continue")
             assert result.action == a.action
     assert not Needs.of("ADE", 3).continued and not Needs.of("ADE", 3).continued_best
+
+
+@pytest.mark.parametrize("modes, fallbacks", [("ADE", True), ("AF", False)])
+def test_continuations_from_a_strong_model_that_cannot_continue_fail_before_any_call(
+    tmp_path, modes, fallbacks
+):
+    """An API strong model has no ``continue_draft``: asking it for continuations is a
+    configuration error named up front, not a failed call recorded for every example."""
+    proposer, strong, verifier = models()
+    with pytest.raises(ConfigError, match="'strong' cannot continue a draft: that needs a local"):
+        collect(data(), tmp_path, proposer=proposer, strong=strong, verifier=verifier,
+                config=CONFIG, modes=modes, continue_fallbacks=fallbacks,
+                progress=False)  # fmt: skip
+    assert proposer.calls == strong.calls == 0 and not list(tmp_path.iterdir())
 
 
 def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):

@@ -46,8 +46,9 @@ from spec_tool_node.actions import (
     tool_schemas,
     validate_action,
 )
+from spec_tool_node.cascade import can_continue
 from spec_tool_node.config import CascadeConfig
-from spec_tool_node.errors import SpecToolNodeError
+from spec_tool_node.errors import ConfigError, SpecToolNodeError
 from spec_tool_node.example_files import Example
 from spec_tool_node.jsonl import open_for_append, read_records, write_record
 from spec_tool_node.modes import MODES, mode_letter
@@ -572,6 +573,13 @@ another is given)."""
 
 
 def _check_models(todo: list[Example], plans: dict[str, set[str]], **models: Any) -> None:
+    """Fail before the first call: a missing model, or a strong model asked to continue drafts
+    that cannot (each continuation would otherwise be recorded as a failed call).
+
+    Raises:
+        CacheMissingError: outputs are missing and the model that makes them was not given.
+        ConfigError: continuations are missing and the strong model cannot continue a draft.
+    """
     for task, role in TASK_MODEL.items():
         count = sum(task in plans[ex.id] for ex in todo)
         if count and models[role] is None:
@@ -579,6 +587,14 @@ def _check_models(todo: list[Example], plans: dict[str, set[str]], **models: Any
             raise CacheMissingError(
                 f"the cache lacks {task} outputs for {count} example(s) and no {what} model "
                 f"was given to compute them"
+            )
+        if count and task.startswith("continued") and not can_continue(models["strong"]):
+            raise ConfigError(
+                f"the cache lacks {task} outputs for {count} example(s) (mode F, or "
+                "continue_fallbacks / --continue-fallbacks) and the strong model "
+                f"{model_name(models['strong'])!r} cannot continue a draft: that needs a "
+                "local HFChatModel; collect without continue_fallbacks to replay each "
+                "fallback as the strong model's action from scratch"
             )
 
 
