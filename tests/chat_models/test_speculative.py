@@ -209,6 +209,33 @@ def test_a_cache_over_the_conversation_prefix_is_reused(pair):
         )
 
 
+@pytest.mark.parametrize("kept", [0, 5, BUDGET])
+def test_a_prompt_read_ahead_gives_the_first_token_and_nothing_is_read_again(pair, kept):
+    """A pass over the whole prompt made ahead (``HFChatModel.prefill``) leaves its cache and
+    its greedy token: the check starts from that token, reads only the draft, and its output is
+    still the greedy one, for a draft wrong at once, partly right or right."""
+    model, tokenizer = pair
+    prompt = ids(tokenizer, PROMPTS[1])
+    want = greedy(model, tokenizer, prompt)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True).logits
+    first = int(logits[0, -1].argmax())
+    draft = [*want[:kept], (want[kept] + 1) % len(tokenizer)] if kept < BUDGET else want
+    result = continue_draft(model, tokenizer, prompt, draft, max_new_tokens=BUDGET,
+                            end_ids=[tokenizer.eos_token_id], cache=cache, first=first)  # fmt: skip
+    assert result.token_ids == want and result.kept_tokens == kept
+    assert result.forward_tokens == result.checked_tokens  # no prompt token read again
+    options = {"max_new_tokens": 4, "end_ids": [0]}
+    with pytest.raises(ValueError, match="first needs a cache over all"):
+        continue_draft(model, tokenizer, prompt, want, first=first, **options)
+    with pytest.raises(ValueError, match="covers"):
+        covering = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([prompt]), cache=covering, use_cache=True)
+        continue_draft(model, tokenizer, prompt, want, cache=covering, **options)
+
+
 def test_a_checkpoint_that_alters_greedy_choices_is_refused(pair):
     _, tokenizer = pair
     model = qwen2(tokenizer)
@@ -277,8 +304,9 @@ def test_chat_model_continue_draft_replies_as_invoke_does():
 
 
 def test_prefill_reads_the_prompt_ahead_and_the_reply_is_unchanged():
-    """HFChatModel.prefill: the prompt is read once, ahead; continue_draft and a greedy invoke
-    then read only its last token and reply exactly as without it."""
+    """HFChatModel.prefill: the prompt is read once, ahead; continue_draft then reads none of it
+    again (it starts from the token the prefill chose), a greedy invoke only its last token, and
+    both reply exactly as without it."""
     from langchain_core.messages import AIMessage, HumanMessage
 
     from spec_tool_node.chat_models.hf import HFChatModel
@@ -300,7 +328,7 @@ def test_prefill_reads_the_prompt_ahead_and_the_reply_is_unchanged():
     chat.clear_prefix_cache()
     assert chat.prefill(messages) == prompt_len  # forgotten: the whole prompt again
     got = chat.continue_draft(messages, draft)
-    assert got.usage_metadata["input_token_details"]["cache_read"] == prompt_len - 1
+    assert got.usage_metadata["input_token_details"]["cache_read"] == prompt_len
     assert got.response_metadata["raw_text"] == want.response_metadata["raw_text"]
     assert (
         got.response_metadata["raw_text"]

@@ -240,8 +240,9 @@ class HFChatModel(BaseChatModel):
     _ready: dict[tuple[str, str], list[ChatResult]] = PrivateAttr(default_factory=dict)
     """Replies a batch call computed, by prompt and options, for its invokes to pick up."""
     _end_token_ids: list[int] = PrivateAttr(default_factory=list)
-    _prefixes: list[tuple[list[int], Any]] = PrivateAttr(default_factory=list)
-    """(token ids, key/value cache over exactly those ids), most recent last."""
+    _prefixes: list[tuple[list[int], Any, int | None]] = PrivateAttr(default_factory=list)
+    """(token ids, key/value cache over exactly those ids, this model's greedy token after them
+    when a prompt pass computed it), most recent last."""
 
     def model_post_init(self, context: Any, /) -> None:
         if self.loaded is not None:
@@ -566,24 +567,29 @@ class HFChatModel(BaseChatModel):
             for key in keys:
                 self._ready.pop(key, None)
 
-    def _reuse_prefix(self, ids: list[int], gen_kwargs: dict[str, Any]) -> int:
+    def _reuse_prefix(self, ids: list[int], gen_kwargs: dict[str, Any], whole: bool = False) -> int:
         """Start generation from the cached conversation sharing the longest prefix with ``ids``.
 
-        Returns how many prompt tokens the cache covers (at least the last one is prefilled, so
-        generation has a position to start from).
+        Returns how many prompt tokens the cache covers: at least the last one is left to read,
+        so generation has a position to start from, unless ``whole`` and a prompt pass over
+        exactly ``ids`` left its greedy next token (``gen_kwargs["first"]``): then nothing is
+        read again, and the reply starts from the token that pass chose.
         """
-        best, cache = 0, None
-        for known, kv in self._prefixes:
+        best, cache, first = 0, None, None
+        for known, kv, after in self._prefixes:
             common = _common_prefix(known, ids)
             if common > best:
-                best, cache = common, kv
-        best = min(best, len(ids) - 1)
+                best, cache, first = common, kv, after if common == len(known) else None
+        if not (whole and first is not None and best == len(ids)):
+            best, first = min(best, len(ids) - 1), None
         if cache is None or best < _MIN_PREFIX:
             return 0
         reused = copy.deepcopy(cache)  # generate appends to it; the stored one stays reusable
         if excess := reused.get_seq_length() - best:
             reused.crop(-excess)  # a negative count removes that many tokens
         gen_kwargs["cache"] = reused
+        if first is not None:
+            gen_kwargs["first"] = first
         return best
 
     def clear_prefix_cache(self) -> None:
@@ -597,12 +603,13 @@ class HFChatModel(BaseChatModel):
         if cache is not None:
             self._remember(out.sequences[0, : cache.get_seq_length()].tolist(), cache)
 
-    def _remember(self, ids: list[int], cache: Any) -> None:
-        """Keep ``cache`` (over exactly ``ids``) for the next call whose prompt extends ``ids``."""
+    def _remember(self, ids: list[int], cache: Any, first: int | None = None) -> None:
+        """Keep ``cache`` (over exactly ``ids``) for the next call whose prompt extends ``ids``,
+        with ``first``, this model's greedy token after ``ids``, when the pass computed it."""
         if not getattr(cache, "is_croppable", False):
             return
-        kept = [(k, v) for k, v in self._prefixes if k != ids[: len(k)]]  # drop what ids extends
-        self._prefixes = [*kept, (ids, cache)][-self.prefix_cache :]
+        kept = [e for e in self._prefixes if e[0] != ids[: len(e[0])]]  # drop what ids extends
+        self._prefixes = [*kept, (ids, cache, first)][-self.prefix_cache :]
 
     def _to_generation(
         self,
@@ -773,7 +780,7 @@ class HFChatModel(BaseChatModel):
         budget = max_new_tokens or self.max_new_tokens
         with self._lock:
             found: dict[str, Any] = {}
-            reused = self._reuse_prefix(prompt_ids, found) if self.prefix_cache else 0
+            reused = self._reuse_prefix(prompt_ids, found, whole=True) if self.prefix_cache else 0
             result = continue_draft(
                 self._hf_model,
                 self._tokenizer,
@@ -782,6 +789,7 @@ class HFChatModel(BaseChatModel):
                 max_new_tokens=budget,
                 end_ids=self._end_token_ids,
                 cache=found.get("cache"),
+                first=found.get("first"),
                 alternatives=forms,
             )
             if self.prefix_cache and result.cache is not None:
@@ -797,8 +805,10 @@ class HFChatModel(BaseChatModel):
     ) -> int:
         """Read the prompt of ``messages`` now and keep its key/value cache for the next call.
 
-        The next single reply on this conversation (:meth:`continue_draft`, or a greedy
-        ``invoke``) then reads only the prompt's last token and what follows it. In mode F the
+        The next single reply on this conversation then reads none of the prompt again: a
+        :meth:`continue_draft` starts from the greedy token this pass chose (so a decision made on
+        that token, like the read-along's, is the one the check makes), and a greedy ``invoke``
+        reads only the prompt's last token. In mode F the
         cascade calls this beside the proposer's drafting, so the strong model's read of the
         prompt overlaps the draft instead of following it: its check then reads only the draft.
         A prefix already cached is not read again.
@@ -836,14 +846,14 @@ class HFChatModel(BaseChatModel):
             first = int(logits[0, -1].argmax())
             watching = watch is not None and self._unlike_a_call(first, messages, formatted)
             if not watching:
-                self._remember(ids, cache)
+                self._remember(ids, cache, first)
         if watching:
             self._read_along(watch, cache, first)  # a failure drops the cache, half-written
             # the check reads the draft itself (it may take another form)
             if excess := cache.get_seq_length() - len(ids):
                 cache.crop(-excess)
             with self._lock:
-                self._remember(ids, cache)
+                self._remember(ids, cache, first)
         return len(ids) - reused
 
     def _unlike_a_call(

@@ -129,6 +129,7 @@ def continue_draft(
     max_new_tokens: int,
     end_ids: Sequence[int],
     cache: Any = None,
+    first: int | None = None,
     alternatives: Sequence[Sequence[int] | str] = (),
 ) -> Continuation:
     """The model's greedy output after ``prompt_ids``, generating only where ``draft`` is wrong.
@@ -151,13 +152,18 @@ def continue_draft(
         max_new_tokens: the output budget, as in ``generate``.
         end_ids: tokens that end the output (it includes the first one it writes).
         cache: a key/value cache over a proper prefix of ``prompt_ids`` (a conversation's earlier
-            turns); only the tokens after it are read. It is extended in place.
+            turns), or over all of it with ``first``; only the tokens after it are read. It is
+            extended in place.
+        first: the model's greedy token after the whole prompt, from the pass that filled
+            ``cache`` (a prompt read ahead): the check starts from it instead of reading the
+            prompt's last token again, which in bf16 may break a near-tie the other way.
         alternatives: other forms of the draft, ids or text like ``draft``, in order of
             preference.
 
     Raises:
         NotGreedyError: the model's generation config alters greedy choices.
-        ValueError: ``cache`` covers the whole prompt (at least its last token must be read).
+        ValueError: ``cache`` covers the whole prompt without ``first``, or ``first`` comes
+            without a cache over exactly the prompt.
     """
     check_greedy_config(model)
     draft_ids = _token_ids(tokenizer, draft)
@@ -167,21 +173,22 @@ def continue_draft(
     ]
     prompt = list(prompt_ids)
     cached = cache.get_seq_length() if cache is not None else 0
-    if cached >= len(prompt):
+    if first is not None and cached != len(prompt):
+        raise ValueError(f"first needs a cache over all {len(prompt)} prompt tokens, not {cached}")
+    if first is None and cached >= len(prompt):
         raise ValueError(f"the cache covers {cached} tokens; the prompt has only {len(prompt)}")
-    if not any(forms):  # nothing to check: plain greedy generation
-        output, cache = _generate(model, tokenizer, prompt, cache, max_new_tokens, end_ids)
-        return Continuation(output, len(draft_ids), 0, 0, False, len(prompt) - cached, cache)
 
     from transformers import DynamicCache
 
     cache = cache if cache is not None else DynamicCache(config=model.config)
     # the prompt alone first: its greedy token picks the form, and a draft wrong from its first
     # token (a long answer in other words) is never read
-    with torch.inference_mode():
-        ids = torch.tensor([prompt[cached:]], device=model.device)
-        logits = model(input_ids=ids, cache=cache, use_cache=True, **last_logits(model)).logits
-        choice = int(logits[0, -1].argmax())
+    choice = first
+    if choice is None:
+        with torch.inference_mode():
+            ids = torch.tensor([prompt[cached:]], device=model.device)
+            logits = model(input_ids=ids, cache=cache, use_cache=True, **last_logits(model)).logits
+            choice = int(logits[0, -1].argmax())
     output: list[int] = []
     following: list[int] = []
     checked = 0
