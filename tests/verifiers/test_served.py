@@ -7,7 +7,8 @@ import math
 
 import httpx
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
 
 from spec_tool_node.actions import ToolCall, ToolCallsAction
 from spec_tool_node.verifiers.served import ServedVerifier, label_share
@@ -83,3 +84,36 @@ def test_scores_through_chat_openai_with_one_token_and_logprobs():
     assert (request["logprobs"], request["top_logprobs"]) == (True, 20)
     assert "get_weather" in request["messages"][1]["content"]
     assert verdict.record.role == "verifier" and verdict.record.input_tokens == 300
+
+
+def _reply(accept: float) -> AIMessage:
+    top = [{"token": "ACCEPT", "logprob": math.log(accept)},
+           {"token": "REJECT", "logprob": math.log(1 - accept)}]  # fmt: skip
+    return AIMessage(
+        "ACCEPT",
+        response_metadata={
+            "model_name": "verifier",
+            "logprobs": {"content": [{"top_logprobs": top}]},
+        },
+        usage_metadata={"input_tokens": 300, "output_tokens": 1, "total_tokens": 301},
+    )
+
+
+@pytest.mark.parametrize("run", ["score_batch", "ascore_batch"])
+def test_one_call_per_draft_sync_and_async(run):
+    """Each draft is one call with the verifier prompt; its verdict is the label share and its
+    record bills the verifier, in order, sync or async."""
+    import asyncio
+
+    chat = GenericFakeChatModel(messages=iter([_reply(0.8), _reply(0.25)]))
+    verifier = ServedVerifier(chat, top_logprobs=5)
+    assert verifier.asked.kwargs["top_logprobs"] == 5 and verifier.asked.kwargs["max_tokens"] == 1
+    drafts = [ToolCallsAction(calls=[ToolCall(name="get_weather", arguments={"city": c})])
+              for c in ("Paris", "Lyon")]  # fmt: skip
+    args = ([HumanMessage("Weather in Paris?")], [], drafts)
+    verdicts = (
+        asyncio.run(verifier.ascore_batch(*args)) if run == "ascore_batch"
+        else verifier.score_batch(*args)
+    )  # fmt: skip
+    assert [round(v.p_accept, 6) for v in verdicts] == [0.8, 0.25]
+    assert all(v.record.role == "verifier" and v.record.input_tokens == 300 for v in verdicts)

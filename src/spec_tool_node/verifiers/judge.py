@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage
 
-from spec_tool_node.actions import Action
 from spec_tool_node.costs import CallRecord, Role
-from spec_tool_node.verifiers.base import Verdict, Verifier
-from spec_tool_node.verifiers.prompt import verifier_messages
+from spec_tool_node.verifiers.base import Verdict
+from spec_tool_node.verifiers.prompt import PromptedVerifier
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 _LABEL = re.compile(r"\b(ACCEPT|REJECT)\b")
@@ -32,7 +28,7 @@ def judge_answer(text: str) -> float:
     return 1.0 if match is not None and match.group(1).upper() == "ACCEPT" else 0.0
 
 
-class ChatModelVerifier(Verifier):
+class ChatModelVerifier(PromptedVerifier):
     """A chat model prompted as a judge with the verifier prompt; one call per draft.
 
     Args:
@@ -42,19 +38,13 @@ class ChatModelVerifier(Verifier):
     """
 
     def __init__(self, model: BaseChatModel, *, role: Role = "strong", name: str | None = None):
-        self.model = model
+        self.model = self.asked = model
         self.role: Role = role
         named = (getattr(model, a, None) for a in ("model_name", "model"))
         self.name = name or next((n for n in named if isinstance(n, str) and n), None)
         self.name = self.name or type(model).__name__
 
-    def _messages(
-        self, context: Sequence[BaseMessage], tools: Sequence[dict[str, Any]], draft: Action
-    ) -> list[BaseMessage]:
-        system, user = verifier_messages(context, tools, draft)
-        return [SystemMessage(system["content"]), HumanMessage(user["content"])]
-
-    def _verdict(self, reply: Any, start: float) -> Verdict:
+    def _verdict(self, reply: AIMessage, start: float) -> Verdict:
         usage = getattr(reply, "usage_metadata", None) or {}
         metadata = getattr(reply, "response_metadata", None) or {}
         record = CallRecord(
@@ -66,29 +56,3 @@ class ChatModelVerifier(Verifier):
             wall_s=time.perf_counter() - start,
         )
         return Verdict(judge_answer(reply.text), record)
-
-    def score_batch(
-        self,
-        context: Sequence[BaseMessage],
-        tools: Sequence[dict[str, Any]],
-        drafts: Sequence[Action],
-    ) -> list[Verdict]:
-        verdicts = []
-        for draft in drafts:
-            start = time.perf_counter()
-            reply = self.model.invoke(self._messages(context, tools, draft))
-            verdicts.append(self._verdict(reply, start))
-        return verdicts
-
-    async def ascore_batch(
-        self,
-        context: Sequence[BaseMessage],
-        tools: Sequence[dict[str, Any]],
-        drafts: Sequence[Action],
-    ) -> list[Verdict]:
-        async def one(draft: Action) -> Verdict:
-            start = time.perf_counter()
-            reply = await self.model.ainvoke(self._messages(context, tools, draft))
-            return self._verdict(reply, start)
-
-        return list(await asyncio.gather(*(one(d) for d in drafts)))

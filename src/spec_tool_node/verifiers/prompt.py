@@ -13,14 +13,19 @@ generation prompt.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 
 from spec_tool_node.actions import Action, ToolCall, ToolCallsAction, canonical_text
 from spec_tool_node.chat_models.templates import render_prompt, to_chat_dicts
+from spec_tool_node.verifiers.base import Verdict, Verifier
 
 VERIFIER_SYSTEM = (
     "You check whether the proposed next action of a tool-using assistant is correct: the right "
@@ -151,3 +156,51 @@ def label_token_ids(tokenizer: Any) -> tuple[int, int]:
             "this tokenizer cannot tell them apart at one position"
         )
     return ids[0], ids[1]
+
+
+class PromptedVerifier(Verifier):
+    """A verifier that asks a chat model the verifier prompt once per draft (:attr:`asked`);
+    a subclass reads the verdict from the reply (:meth:`_verdict`): the judge's label, or the
+    served verifier's label log-probs."""
+
+    asked: Runnable[list[BaseMessage], AIMessage]
+    """The chat model (or its bound form) each draft's prompt is sent to."""
+
+    @abstractmethod
+    def _verdict(self, reply: AIMessage, start: float) -> Verdict:
+        """The verdict of one reply; ``start`` is when its call began (for the record)."""
+
+    @staticmethod
+    def _messages(
+        context: Sequence[BaseMessage], tools: Sequence[dict[str, Any]], draft: Action
+    ) -> list[BaseMessage]:
+        system, user = verifier_messages(context, tools, draft)
+        return [SystemMessage(system["content"]), HumanMessage(user["content"])]
+
+    def score_batch(
+        self,
+        context: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> list[Verdict]:
+        verdicts = []
+        for draft in drafts:
+            start = time.perf_counter()
+            reply = self.asked.invoke(self._messages(context, tools, draft))
+            verdicts.append(self._verdict(reply, start))
+        return verdicts
+
+    async def ascore_batch(
+        self,
+        context: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        drafts: Sequence[Action],
+    ) -> list[Verdict]:
+        """The drafts' calls concurrently."""
+
+        async def one(draft: Action) -> Verdict:
+            start = time.perf_counter()
+            reply = await self.asked.ainvoke(self._messages(context, tools, draft))
+            return self._verdict(reply, start)
+
+        return list(await asyncio.gather(*(one(d) for d in drafts)))

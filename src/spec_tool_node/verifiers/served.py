@@ -12,19 +12,17 @@ tokens scores 0 (a reject), as an unclear judge does.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage
 
-from spec_tool_node.actions import Action
 from spec_tool_node.costs import CallRecord
-from spec_tool_node.verifiers.base import Verdict, Verifier
-from spec_tool_node.verifiers.prompt import LABELS, verifier_messages
+from spec_tool_node.verifiers.base import Verdict
+from spec_tool_node.verifiers.prompt import LABELS, PromptedVerifier
 
 
 def label_share(top_logprobs: Sequence[dict[str, Any]]) -> float:
@@ -39,7 +37,7 @@ def label_share(top_logprobs: Sequence[dict[str, Any]]) -> float:
     return mass[LABELS[0]] / total if total > 0 else 0.0
 
 
-class ServedVerifier(Verifier):
+class ServedVerifier(PromptedVerifier):
     """p(ACCEPT) from a verifier model served behind an OpenAI-compatible chat endpoint.
 
     Args:
@@ -53,7 +51,7 @@ class ServedVerifier(Verifier):
     def __init__(
         self, chat_model: BaseChatModel, *, top_logprobs: int = 20, name: str | None = None
     ) -> None:
-        self.bound = chat_model.bind(
+        self.asked = chat_model.bind(
             logprobs=True,
             top_logprobs=top_logprobs,
             max_tokens=1,  # ChatOpenAI sends it as max_completion_tokens, which vLLM reads
@@ -61,13 +59,6 @@ class ServedVerifier(Verifier):
             temperature=0,
         )
         self.name = name
-
-    @staticmethod
-    def _messages(
-        context: Sequence[BaseMessage], tools: Sequence[dict[str, Any]], draft: Action
-    ) -> list[BaseMessage]:
-        system, user = verifier_messages(context, tools, draft)
-        return [SystemMessage(system["content"]), HumanMessage(user["content"])]
 
     def _verdict(self, reply: AIMessage, start: float) -> Verdict:
         metadata = reply.response_metadata
@@ -87,29 +78,3 @@ class ServedVerifier(Verifier):
             wall_s=time.perf_counter() - start,
         )
         return Verdict(label_share(content[0].get("top_logprobs") or []), record)
-
-    def score_batch(
-        self,
-        context: Sequence[BaseMessage],
-        tools: Sequence[dict[str, Any]],
-        drafts: Sequence[Action],
-    ) -> list[Verdict]:
-        verdicts = []
-        for draft in drafts:
-            start = time.perf_counter()
-            reply = self.bound.invoke(self._messages(context, tools, draft))
-            verdicts.append(self._verdict(reply, start))
-        return verdicts
-
-    async def ascore_batch(
-        self,
-        context: Sequence[BaseMessage],
-        tools: Sequence[dict[str, Any]],
-        drafts: Sequence[Action],
-    ) -> list[Verdict]:
-        async def one(draft: Action) -> Verdict:
-            start = time.perf_counter()
-            reply = await self.bound.ainvoke(self._messages(context, tools, draft))
-            return self._verdict(reply, start)
-
-        return list(await asyncio.gather(*(one(d) for d in drafts)))
