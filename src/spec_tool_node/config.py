@@ -69,9 +69,10 @@ class CascadeConfig(BaseModel):
             action is exactly the one it would have written alone. Other strong models act as
             usual.
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
-            (``HFChatModel.prefill``), so its check of the draft reads only the draft: the
-            overlap saves wall time where the two models do not share one device's compute
-            (separate GPUs or CPU cores), and the ledger prices the same work either way. When
+            (``HFChatModel.prefill``), so its check of the draft starts from the first token
+            that pass chose and reads only the draft: the overlap saves wall time where the two
+            models do not share one device's compute (separate GPUs or CPU cores), and the
+            ledger prices the same work either way. When
             its own reply starts as prose it then reads the draft as it is written and stops
             the proposer (a local ``HFChatModel``) where the two part.
         n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
