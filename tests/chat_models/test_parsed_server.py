@@ -29,10 +29,10 @@ def get_weather(city: str, unit: str = "celsius") -> str:
 
 @pytest.fixture(scope="module")
 def chat(tmp_path_factory):
-    from langchain_openai import ChatOpenAI
-
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    with llama_server(MODEL, "qwen-0.5b", log) as base_url:
+    with llama_server(MODEL, "qwen-0.5b", log) as base_url:  # skips without the remote extra
+        from langchain_openai import ChatOpenAI
+
         yield ChatOpenAI(
             base_url=base_url, model="qwen-0.5b", api_key="none", temperature=0, max_tokens=96
         )
