@@ -53,8 +53,14 @@ test: install
 	&& $(VENV)/bin/ruff check src tests benchmarks examples; rc=$$?; wait $$torch $$rest; exit $$rc
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
-# Real-model checks that take minutes on a 2-core CPU.
-slow: models
+# llama.cpp's server and langchain-openai, for the checks against a real OpenAI-compatible server
+# (llama-cpp-python compiles from its source package: 4.5 minutes here, once).
+$(VENV)/.remote: $(VENV)/.installed
+	$(PY) -m pip install -q --no-compile "$(TORCH)" -e ".[dev,bench,train,bfcl,remote]"
+	touch $@
+
+# Real-model checks that take minutes on a 2-core CPU, real llama.cpp servers included.
+slow: models $(VENV)/.remote
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: install
