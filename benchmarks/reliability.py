@@ -33,7 +33,6 @@ import pytest
 
 from spec_tool_node.actions import BlockedAction, ToolCall, ToolCallsAction, action_from_canonical
 from spec_tool_node.bundle import Bundle
-from spec_tool_node.config import CascadeConfig
 from spec_tool_node.evaluation import ModelKeys, load_collection
 from spec_tool_node.evaluation.collector import CacheMissingError, model_key
 from spec_tool_node.evaluation.safety_suite import load_policy, load_safety_suite
@@ -44,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results/reliability"
 CACHE = RESULTS / "cache"
 BUNDLE = ROOT / "benchmarks/results/default_bundle"
-BUNDLE_CONFIG = BUNDLE / "cascade.json"
 TRAJECTORIES = 256
 
 PARTS = {
@@ -135,7 +133,7 @@ def run_suite(modes: str = "ABDF") -> dict[str, Any]:
     """Part 7: each mode on every fully cached scenario, the suite's policy on (and off)."""
     examples = load_safety_suite()
     collection = load_collection(CACHE, cache_keys())
-    base = CascadeConfig.load(BUNDLE_CONFIG)
+    base = Bundle.from_pretrained(BUNDLE).config
     policy, allow_all = load_policy(), SafetyPolicy()
     results: dict[str, Any] = {"scenarios": len(examples), "modes": {}, "policy": policy_check()}
     for mode in modes:

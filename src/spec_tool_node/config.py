@@ -72,9 +72,9 @@ class CascadeConfig(BaseModel):
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
             models do not share one device's compute (separate GPUs or CPU cores), and the
-            ledger prices the same work either way. When
-            its own reply starts as prose it then reads the draft as it is written and stops
-            the proposer (a local ``HFChatModel``) where the two part.
+            ledger prices the same work either way. When its own reply starts as prose it then
+            reads the draft as it is written and stops the proposer (a local ``HFChatModel``)
+            where the two part.
         n_drafts: drafts per decision in mode E (the first greedy, the rest sampled).
         sample_kwargs: call options that make the proposer sample the extra drafts of mode E.
         cost_model: prices for the ledger.

@@ -579,7 +579,8 @@ class HFChatModel(BaseChatModel):
         for known, kv, after in self._prefixes:
             common = _common_prefix(known, ids)
             if common > best:
-                best, cache, first = common, kv, after if common == len(known) else None
+                # the next token is known only after the whole of what was read
+                best, cache, first = common, kv, (after if common == len(known) else None)
         if not (whole and first is not None and best == len(ids)):
             best, first = min(best, len(ids) - 1), None
         if cache is None or best < _MIN_PREFIX:
