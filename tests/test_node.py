@@ -174,6 +174,64 @@ def test_a_later_decision_uses_the_multi_turn_threshold():
     assert CascadeConfig(threshold=0.4).accept_threshold(multi_turn=True) == 0.4
 
 
+@pytest.mark.parametrize("mode", ["C", "D", "E", "G"])
+def test_with_accept_calls_off_a_call_goes_to_the_strong_model_unscored(mode):
+    """Even a threshold of 0 accepts no call, and no scorer (verifier, judge, gate) is asked
+    about one."""
+    cheap, strong = models(
+        [call("get_weather", city="Lyon")] * 3, [call("get_weather", city="Paris")]
+    )
+    verifier = ScriptedVerifier()
+    config = CascadeConfig(mode=mode, threshold=0.0, gate_threshold=0.0, accept_calls=False)
+    node = SpeculativeActionNode(
+        proposer=cheap,
+        strong=strong,
+        verifier=verifier if mode in "DE" else None,
+        tools=TOOLS,
+        config=config,
+    )
+    turn = node.invoke({"messages": QUESTION})["spec_ledger"][-1]
+    assert (turn.path, turn.winner, turn.p_accept) == ("fallback", "strong", None)
+    assert turn.reject_reason == (
+        "calls: accept_calls is off, so a tool call goes to the strong model"
+    )
+    assert {c.purpose for c in turn.calls} == {"draft", "act"}  # no verifier or judge call
+    assert verifier.scored == [] and len(strong.kwargs_seen) == 1
+    assert (
+        turn.action == '{"tool_calls": [{"arguments": {"city": "Paris"}, "name": "get_weather"}]}'
+    )
+
+
+def test_with_accept_calls_off_answers_are_still_scored_and_accepted():
+    """The answer after the tool result is scored (only it: the call never was) and accepted."""
+    cheap, strong = models(
+        [call("get_weather", city="Lyon"), say("Sunny in Paris.")],
+        [call("get_weather", city="Paris")],
+    )
+    verifier = ScriptedVerifier([0.9])
+    config = CascadeConfig(mode="D", threshold=0.5, accept_calls=False)
+    node = SpeculativeActionNode(
+        proposer=cheap, strong=strong, verifier=verifier, tools=TOOLS, config=config
+    )
+    out = graph(node).invoke({"messages": QUESTION})
+    first, second = out["spec_ledger"]
+    assert (first.path, second.path, second.p_accept) == ("fallback", "accepted", 0.9)
+    assert [[a.kind for a in batch] for batch in verifier.scored] == [["respond"]]
+    assert RAN == [("get_weather", {"city": "Paris"})]
+    assert out["messages"][-1].content == "Sunny in Paris."
+
+
+def test_accept_calls_on_leaves_calls_to_the_scorer():
+    cheap, strong = models([call("get_weather", city="Paris"), say("Sunny.")])
+    verifier = ScriptedVerifier([0.9], [0.9])
+    config = CascadeConfig(mode="D", threshold=0.5)
+    node = SpeculativeActionNode(
+        proposer=cheap, strong=strong, verifier=verifier, tools=TOOLS, config=config
+    )
+    first, second = graph(node).invoke({"messages": QUESTION})["spec_ledger"]
+    assert (first.path, second.path) == ("accepted", "accepted")
+
+
 def test_mode_e_reranks_sampled_drafts():
     cheap, strong = models(
         [

@@ -178,17 +178,23 @@ def decide(
     for draft in drafts:
         _check(draft, tools, answered)
     valid = [d for d in drafts if d.error is None]
+    open_ = valid  # what the scorer may accept; with accept_calls off, calls go on unasked
+    if spec.scorer in ("verifier", "judge", "gate") and not config.accept_calls:
+        open_ = [d for d in valid if not isinstance(d.action, ToolCallsAction)]
+        for d in valid:
+            if d not in open_:
+                d.error = _CALLS_TO_STRONG
 
-    if valid and spec.scorer in ("verifier", "judge"):
-        scored: Scored = yield Score([d.action for d in valid])
-        for d, p in zip(valid, scored.p_accept, strict=True):
+    if open_ and spec.scorer in ("verifier", "judge"):
+        scored: Scored = yield Score([d.action for d in open_])
+        for d, p in zip(open_, scored.p_accept, strict=True):
             d.p_accept, d.error = p, scored.error
     elif spec.scorer == "gate":  # the drafting pass's own signals: no model call
-        for d in valid:
+        for d in open_:
             signal = gate(d.message) if d.message is not None else None
             d.p_accept = 0.0 if signal is None else signal
             d.error = "gate: the draft carries no drafting-pass signal" if signal is None else None
-    elif not lossless:
+    elif spec.scorer == "none":
         for d in valid:
             d.p_accept = 1.0  # mode B trusts its draft
     best = max(valid, key=lambda d: d.p_accept or 0.0, default=None)
@@ -196,7 +202,12 @@ def decide(
     threshold = (
         config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
     )
-    passed = not lossless and best is not None and (best.p_accept or 0.0) >= threshold
+    passed = (
+        not lossless
+        and best is not None
+        and best.error is None  # an unscored draft is never accepted, whatever the threshold
+        and (best.p_accept or 0.0) >= threshold
+    )
 
     if passed and best and gate.effect != "escalate":
         return _gated(best.action, policy, "accepted", "cheap", best.message, best.p_accept)
@@ -240,6 +251,8 @@ def decide(
     ) or f"No valid action ({reason})."
     return Decision(RespondAction(content=text), "invalid", "cheap", None, None, reason)
 
+
+_CALLS_TO_STRONG = "calls: accept_calls is off, so a tool call goes to the strong model"
 
 _NO_CONTINUATION = (
     "mode F (lossless) needs a strong model that can continue a draft: a local HFChatModel, "

@@ -46,6 +46,11 @@ class ModelSpec(BaseModel):
         return self
 
 
+_ADDED_LATER = ("accept_calls",)
+"""Decision fields added after trajectory runs were saved: at their defaults they decide as
+those runs did, so they stay out of the runs' cache keys (:meth:`CascadeConfig.result_fields`)."""
+
+
 class CascadeConfig(BaseModel):
     """How the speculative node decides.
 
@@ -63,6 +68,14 @@ class CascadeConfig(BaseModel):
             ``None`` uses ``threshold``.
         gate_threshold: mode G accepts a draft when exp(mean log-prob over its argument-value
             tokens) is at least this (calibrate it on training-side drafts, like ``threshold``).
+        accept_calls: whether a draft that calls a tool may be accepted on its score (modes C,
+            D, E, G). ``False`` sends every such draft to the strong model, so no tool runs on
+            the proposer's word alone; with the speculative fallback a call the strong model
+            agrees with in full is still kept at the price of reading it. The scorer then
+            judges only answers and refusals, and is not asked about calls at all. For a
+            proposer whose calls the strong model gets right more often, while its plain
+            answers are where it beats the strong model (a small model that declines to call an
+            irrelevant tool, say).
         speculative_fallback: when a draft is rejected (modes C, D, E, G), a strong model that
             can continue a draft (a local ``HFChatModel``) checks the best draft in one pass and
             writes only from its first disagreeing token, instead of writing from scratch; its
@@ -93,6 +106,7 @@ class CascadeConfig(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     multi_turn_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     gate_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    accept_calls: bool = True
     speculative_fallback: bool = True
     prefill_ahead: bool = True
     n_drafts: int = Field(default=3, ge=2)
@@ -125,14 +139,16 @@ class CascadeConfig(BaseModel):
 
         Read from the mode table: the models the mode requires or uses when given, the
         thresholds of its scorer, sampling only when it drafts more than once, the fallback
-        option only when a draft can be rejected for the strong model. Left out:
-        ``prefill_ahead`` (it changes when the strong model reads, not what any model writes)
-        and ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
-        :meth:`CostModel.repriced`).
+        options only when a draft can be rejected for the strong model. Left out:
+        ``prefill_ahead`` (it changes when the strong model reads, not what any model writes),
+        ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
+        :meth:`CostModel.repriced`), and fields added after runs were saved while they decide
+        as those runs did (:data:`_ADDED_LATER` at their defaults).
         """
         spec = MODES[self.mode]
-        roles = spec.models | {PLAYED_BY[role] for role in spec.optional}
         drop = {"prefill_ahead", "cost_model"}
+        drop |= {f for f in _ADDED_LATER if getattr(self, f) == type(self).model_fields[f].default}
+        roles = spec.models | {PLAYED_BY[role] for role in spec.optional}
         drop |= {r for r in ("proposer", "strong", "verifier") if r not in roles}
         if spec.draft_count(self.n_drafts) < 2:
             drop |= {"n_drafts", "sample_kwargs"}
@@ -141,7 +157,7 @@ class CascadeConfig(BaseModel):
         if spec.scorer != "gate":
             drop.add("gate_threshold")
         if spec.scorer in ("none", "lossless") or not spec.has_strong:
-            drop.add("speculative_fallback")
+            drop |= {"speculative_fallback", "accept_calls"}
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

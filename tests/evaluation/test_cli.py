@@ -169,8 +169,12 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     key_d = _trajectory_key(args, mode="D", **d)
     assert key_d == _trajectory_key(args, mode="D", **d, gate_threshold=0.1, n_drafts=5)
     for changed in ({"threshold": 0.9}, {"multi_turn_threshold": 0.3},
-                    {"speculative_fallback": False}, {"verifier": cheap}):  # fmt: skip
+                    {"speculative_fallback": False}, {"verifier": cheap},
+                    {"accept_calls": False}):  # fmt: skip
         assert _trajectory_key(args, mode="D", **{**d, **changed}) != key_d
+    # a field added later is in the key only where it decides otherwise than before it was
+    assert _trajectory_key(args, mode="D", **d, accept_calls=True) == key_d
+    assert a == _trajectory_key(args, mode="A", strong=strong, accept_calls=False)
     assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
     f = {"mode": "F", "strong": strong, "proposer": cheap}
     assert _trajectory_key(args, **f) == _trajectory_key(

@@ -152,6 +152,36 @@ def test_simulation_equals_live_decisions_in_every_mode(simulation):
     assert {m: c["agree"] for m, c in check.by_mode.items()} == dict.fromkeys(MODES, len(CASES))
 
 
+def test_with_accept_calls_off_the_replay_equals_live_decisions(tmp_path):
+    """The scorer is asked about the answers only (mode E: a subset of the drafts scored
+    together when the cache was collected), and the replay answers from the same record."""
+    config = CONFIG.model_copy(update={"accept_calls": False})
+    proposer, strong, verifier = models()
+    data = examples()
+    collection = collect(
+        data, tmp_path, proposer=proposer, strong=strong, verifier=verifier, config=CONFIG,
+        modes=MODES, progress=False,
+    )  # fmt: skip
+    replay = simulate(data, collection, config, modes="CDE", policy=POLICY, thresholds=None)
+
+    def build(mode: str, example: Example) -> SpeculativeActionNode:
+        fresh = dict(zip(("proposer", "strong", "verifier"), models(), strict=True))
+        return SpeculativeActionNode(
+            **fresh, tools=example.tools, config=config.model_copy(update={"mode": mode}),
+            safety=POLICY,
+        )  # fmt: skip
+
+    check = live_check(data, build, len(CASES), simulation=replay, modes="CDE")
+    assert check.disagreements == [] and check.agree == len(CASES) * 3
+    d, e = _by(replay, "D"), _by(replay, "E")
+    assert all(r.path != "accepted" for r in d.values() if r.id != "ex9")
+    assert (d["ex9"].path, d["ex9"].p_accept) == ("accepted", 0.7)  # the answer: scored
+    # mode E: of the greedy destructive call and the sampled answer "no", only "no" is scored
+    assert (e["ex4"].path, e["ex4"].p_accept, e["ex4"].action) == (
+        "accepted", 0.5, '{"respond": "no"}',
+    )  # fmt: skip
+
+
 def test_live_check_samples_by_id(simulation):
     check = live_check(examples(), factory, ["ex2", "ex4"], simulation=simulation, modes=["E"])
     assert (check.n, check.agree) == (2, 2)

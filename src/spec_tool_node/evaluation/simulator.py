@@ -181,7 +181,8 @@ class _Replay:
             what = f"verifier score ({part})"
         if scored is None:
             raise self._missing(what)
-        if scored.get("drafts") != texts:
+        cached = dict(zip(scored.get("drafts") or [], scored.get("p") or [], strict=False))
+        if any(t not in cached for t in texts):  # a subset is asked when calls go on unscored
             raise CacheMissingError(
                 f"example {self.example.id!r}: the cached {what} scored other drafts than the "
                 "cached proposer's (collect again to refresh the cache)"
@@ -189,7 +190,7 @@ class _Replay:
         if scored.get("exception"):
             return Scored(p_accept=[0.0] * len(texts), error=scored["exception"])
         self.calls.extend(CallRecord.model_validate(r) for r in scored.get("records", []))
-        return Scored(p_accept=[min(max(float(p), 0.0), 1.0) for p in scored["p"]])
+        return Scored(p_accept=[min(max(float(cached[t]), 0.0), 1.0) for t in texts])
 
     def act(self) -> AIMessage:
         record = self.collected.strong
