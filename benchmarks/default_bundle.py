@@ -28,14 +28,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/default_bundle"))
     parser.add_argument("--verifier-bundle", type=Path, help="bundle whose verifier to carry")
+    parser.add_argument(
+        "--calls-to-strong",
+        type=Path,
+        metavar="STUDY",
+        help="set accept_calls off (mode D sends every tool-call draft to the strong model), "
+        "citing the training-side study folder that chose it",
+    )
     args = parser.parse_args()
     verifier = None
     card: dict[str, object] = {
         "mode": "F (lossless): actions equal mode A's",
         "cost_model": f"prefill_weight = {DECODE_TOK_S} / {PREFILL_TOK_S} (assets.md)",
         "rebuild": "python benchmarks/default_bundle.py"
-        + (f" --verifier-bundle {args.verifier_bundle}" if args.verifier_bundle else ""),
+        + (f" --verifier-bundle {args.verifier_bundle}" if args.verifier_bundle else "")
+        + (f" --calls-to-strong {args.calls_to_strong}" if args.calls_to_strong else ""),
     }
+    if args.calls_to_strong:
+        card["accept_calls"] = (
+            "off: in modes C, D, E and G every tool-call draft goes to the strong model (whose "
+            "speculative fallback keeps a call it agrees with in full) and the verifier judges "
+            f"answers and refusals only; chosen on training-side data, see {args.calls_to_strong}"
+        )
     thresholds: dict[str, float | None] = {}
     if args.verifier_bundle:
         source = Bundle.from_pretrained(args.verifier_bundle)
@@ -48,6 +62,7 @@ def main() -> None:
     config = CascadeConfig(
         mode="F",
         **thresholds,
+        accept_calls=not args.calls_to_strong,
         cost_model=CostModel(prefill_weight=round(DECODE_TOK_S / PREFILL_TOK_S, 3)),
         proposer=ModelSpec(model="qwen2.5-coder-0.5b-instruct"),
         strong=ModelSpec(model="qwen2.5-coder-1.5b-instruct"),
