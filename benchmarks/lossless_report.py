@@ -210,6 +210,12 @@ def main() -> None:
         help="lossless_rerank.py's output: adds mode E (with the speculative fallback) and gives "
         "mode D its scores",
     )
+    parser.add_argument(
+        "--calls-to-strong",
+        action="store_true",
+        help="also replay mode D with accept_calls off (row 'D-calls': every tool-call draft to "
+        "the strong model, the verifier judging answers only)",
+    )
     args = parser.parse_args()
     if args.rerank is not None:
         check_rerank(args.rerank, args.bundle, rows_path=args.rows)
@@ -244,16 +250,18 @@ def main() -> None:
         for r in rows
     }
     modes = [*MODES, *(["E"] if reranked else []), *(["G"] if gate else [])]
+    modes += ["D-calls"] if args.calls_to_strong else []
     results: dict[str, list[SampleResult]] = {}
-    for mode in modes:
-        config = base.model_copy(update={"mode": mode})
+    for name in modes:
+        mode = name[0]  # a variant is named after its mode's letter
+        config = base.model_copy(update={"mode": mode, "accept_calls": name != "D-calls"})
         chosen = [
             r
             for r in rows
             if (mode != "D" or collected[r["id"]].verifier is not None)
             and (mode != "E" or r["id"] in reranked)
         ]
-        results[mode] = [  # every fallback continues its draft, as a local strong model does
+        results[name] = [  # every fallback continues its draft, as a local strong model does
             replay(examples[r["id"]], collected[r["id"]], config, continue_fallbacks=True)
             for r in chosen
         ]
