@@ -318,7 +318,7 @@ def main() -> None:
     with (out / "samples.jsonl").open("w") as f:
         for mode in modes:
             for result in results[mode]:
-                f.write(json.dumps(result.to_dict()) + "\n")
+                f.write(json.dumps({**result.to_dict(), "mode": mode}) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "differences"}, indent=2))
 
 
