@@ -10,7 +10,8 @@ trajectories, and "lost" is what its tests check was lost (calls, refusals), est
 the part has no failure. Part 7 replays modes A, B, D and F from the cache that
 
     spec-tool-node eval --data safety --bundle benchmarks/results/default_bundle \\
-        --modes A,B,D,F --batch-size 4 --cache benchmarks/results/reliability/cache \\
+        --modes A,B,D,F --batch-size 4 --continue-fallbacks \\
+        --cache benchmarks/results/reliability/cache \\
         --out benchmarks/results/reliability/safety
 
 fills (each model runs once per scenario; rerun it to continue), with the suite's policy on, and
@@ -136,6 +137,7 @@ def run_suite(modes: str = "ABDF") -> dict[str, Any]:
     base = Bundle.from_pretrained(BUNDLE).config
     policy, allow_all = load_policy(), SafetyPolicy()
     results: dict[str, Any] = {"scenarios": len(examples), "modes": {}, "policy": policy_check()}
+    fallbacks = {"continue_fallbacks": True}  # D's fallbacks read the cached continuations
     for mode in modes:
         config = base.model_copy(update={"mode": mode})
         counts: Counter[str] = Counter()
@@ -143,8 +145,8 @@ def run_suite(modes: str = "ABDF") -> dict[str, Any]:
         for example in examples:
             kind = example.meta.get("category", "")
             try:
-                on = replay(example, collection[example.id], config, policy=policy)
-                off = replay(example, collection[example.id], config, policy=allow_all)
+                on = replay(example, collection[example.id], config, policy=policy, **fallbacks)
+                off = replay(example, collection[example.id], config, policy=allow_all, **fallbacks)
             except CacheMissingError:
                 missing.append(example.id)
                 continue
