@@ -391,6 +391,48 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     assert not list(bundle.glob(".*.tmp"))
 
 
+def test_calibrate_with_calls_to_the_strong_model_uses_only_answers(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    """A bundle with accept_calls off never scores a call, so its threshold is set on the
+    answers and refusals alone; with none among the drafts it says so and writes nothing."""
+    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.config import CascadeConfig, ModelSpec
+
+    base = _save_base(tmp_path / "tiny", tiny_model, tiny_tokenizer)
+    hidden = tiny_model.config.hidden_size
+    head = ProbeHead(
+        str(base), [2], "mean", np.zeros(hidden), np.ones(hidden),
+        [np.random.default_rng(0).normal(size=(hidden, 1))], [np.zeros(1)],
+    )  # fmt: skip
+    head.save(tmp_path / "head")
+    verifier = ModelSpec(model=str(base), adapter=str(tmp_path / "head"))
+    config = CascadeConfig(mode="D", threshold=0.5, accept_calls=False, verifier=verifier)
+    bundle = Bundle(config=config).save_pretrained(tmp_path / "bundle")
+    examples = _examples(6)
+    data = tmp_path / "decisions.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in examples))
+    rows = [
+        {"id": e.id, "draft": d, "valid": True, "right": d == _draft("Paris")}
+        for e, d in _items(examples[:4])
+    ] + [
+        {"id": e.id, "draft": json.dumps({"respond": text}), "valid": True, "right": right}
+        for e, text, right in ((examples[4], "Sunny.", True), (examples[5], "No idea.", False))
+    ]
+    drafts = tmp_path / "drafts.jsonl"
+    drafts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["train", "calibrate", "--bundle", str(bundle), "--data", str(data), "--drafts",
+            str(drafts), "--accept-rate", "0.5"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 tool-call drafts left out, 2 answers and refusals calibrated on" in out
+    assert "| all | 2 | 1 |" in out
+    drafts.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    assert main([*argv, "--write"]) == 2
+    assert "no answer or refusal among the drafts" in capsys.readouterr().err
+    assert json.loads((bundle / "cascade.json").read_text())["threshold"] == 0.5
+
+
 def test_calibrate_says_when_no_threshold_reaches_the_precision(
     tiny_model, tiny_tokenizer, tmp_path, capsys
 ):

@@ -334,7 +334,7 @@ def train_probe_verifier_cmd(args: argparse.Namespace) -> int:
 def train_calibrate_cmd(args: argparse.Namespace) -> int:
     from langchain_core.messages import convert_to_messages
 
-    from spec_tool_node.actions import action_from_canonical
+    from spec_tool_node.actions import ToolCallsAction, action_from_canonical
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.cascade import is_multi_turn
     from spec_tool_node.jsonl import write_text
@@ -356,6 +356,20 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     if not drafts:
         print(f"error: no valid drafts of {args.data} in {args.drafts}", file=sys.stderr)
         return 2
+    if not bundled.accept_calls:  # calls go to the strong model unscored: judge only the rest
+        calls = {
+            i
+            for i, r in drafts.items()
+            if isinstance(action_from_canonical(r["draft"]), ToolCallsAction)
+        }
+        drafts = {i: r for i, r in drafts.items() if i not in calls}
+        print(
+            f"the bundle has accept_calls off: {len(calls)} tool-call drafts left out, "
+            f"{len(drafts)} answers and refusals calibrated on"
+        )
+        if not drafts:
+            print(f"error: no answer or refusal among the drafts of {args.drafts}", file=sys.stderr)
+            return 2
     verifier = load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
     if gate and not verifier.reads_drafting_pass:
         print(
