@@ -50,6 +50,14 @@ def main() -> None:
             "speculative fallback keeps a call it agrees with in full) and the verifier judges "
             f"answers and refusals only; chosen on training-side data, see {args.calls_to_strong}"
         )
+        card["multi_turn_threshold"] = (
+            "recalibrated on the training-side multi-turn answers alone (the drafts the verifier "
+            "still judges), after this script: spec-tool-node train calibrate --bundle "
+            f"{args.out} --data runs/probe/mt_train/examples.jsonl --drafts "
+            "runs/probe/mt_train/drafts.jsonl --precision 0.715 --write (the data: "
+            "benchmarks/multi_turn_drafts.py, as in benchmarks/results/probe_v6/multi_turn/; "
+            f"output in {args.calls_to_strong}/multi_turn_calibrate.txt)"
+        )
     thresholds: dict[str, float | None] = {}
     if args.verifier_bundle:
         source = Bundle.from_pretrained(args.verifier_bundle)
