@@ -89,7 +89,8 @@ def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:
             f" (later in a conversation: {config.multi_turn_threshold})."
             if config.multi_turn_threshold is not None
             else "."
-        ),
+        )
+        + ("" if config.accept_calls else " Tool-call drafts go to the strong model unscored."),
         "",
     ]
     for role in ROLES:

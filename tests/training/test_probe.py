@@ -381,6 +381,8 @@ def test_calibrate_writes_the_threshold_from_logged_decisions(
     loaded = Bundle.from_pretrained(bundle).config
     assert raw["threshold"] != 0.5 and loaded.threshold == raw["threshold"]
     assert loaded.multi_turn_threshold == raw["multi_turn_threshold"] is not None
+    readme = (bundle / "README.md").read_text()  # shows the thresholds now written
+    assert f"threshold {raw['threshold']} (later in a conversation: " in readme
     # one threshold for every decision: the multi-turn one is dropped; before that, the table's
     # "all" row compares each decision against the threshold of its own kind
     assert main([*argv, "--decisions", "all"]) == 0

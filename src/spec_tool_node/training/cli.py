@@ -335,8 +335,9 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
     from langchain_core.messages import convert_to_messages
 
     from spec_tool_node.actions import ToolCallsAction, action_from_canonical
-    from spec_tool_node.bundle import Bundle
+    from spec_tool_node.bundle import Bundle, render_card
     from spec_tool_node.cascade import is_multi_turn
+    from spec_tool_node.config import CascadeConfig
     from spec_tool_node.jsonl import write_text
     from spec_tool_node.training.data import load_draft_cache
     from spec_tool_node.training.verifier import calibrate, precision_recall
@@ -441,6 +442,10 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
             elif t is not None:
                 raw[key] = round(min(max(t, 0.0), 1.0), 6)
         write_text(config_path, json.dumps(raw, indent=2) + "\n")  # never half-written
+        card_path = args.bundle / "card.json"
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        readme = render_card(CascadeConfig.model_validate(raw), card)  # the thresholds it shows
+        write_text(args.bundle / "README.md", readme)
         shown = ", ".join(f"{k} {raw[k]}" for k in written if k in raw)
         kind = "all" if gate else args.decisions
         print(f"{shown} ({kind} decisions) written to {config_path}")
