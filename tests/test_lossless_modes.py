@@ -17,7 +17,7 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from spec_tool_node.chat_models.hf import HFChatModel
-from spec_tool_node.config import CascadeConfig
+from spec_tool_node.config import ACCEPTS_NOTHING, CascadeConfig
 from spec_tool_node.costs import CallRecord, CostModel, TokenPrice
 from spec_tool_node.errors import ConfigError
 from spec_tool_node.node import SpeculativeActionNode
@@ -116,6 +116,28 @@ def test_rejected_draft_is_continued_by_the_strong_model(strong, speculative):
     assert turn.path == "fallback" and '"city": "Paris"' in turn.action
     assert turn.calls[-1].purpose == ("continue" if speculative else "act")
     assert (turn.kept_tokens is not None) == speculative
+
+
+@pytest.mark.parametrize("speculative", [True, False])
+def test_a_decision_that_accepts_nothing_drafts_only_for_a_continuation(strong, speculative):
+    """Threshold above 1: the verifier is never asked. With the speculative fallback the draft
+    is still written, for the strong model to continue; without it no draft is asked for."""
+    cheap = ScriptedChatModel(name="cheap", script=[call("get_weather", city="Lyon")])
+    verifier = ScriptedVerifier([1.0])
+    config = CascadeConfig(mode="D", threshold=ACCEPTS_NOTHING, speculative_fallback=speculative)
+    node = SpeculativeActionNode(
+        proposer=cheap, strong=strong, verifier=verifier, tools=[get_weather], config=config
+    )
+    _, turn = decide_once(node)
+    assert '"city": "Paris"' in turn.action and verifier.scored == []
+    if speculative:
+        assert (turn.path, [c.purpose for c in turn.calls]) == ("fallback", ["draft", "continue"])
+        assert turn.reject_reason == "threshold: above 1, this kind of decision accepts no draft"
+    else:
+        assert (turn.path, [c.purpose for c in turn.calls]) == ("strong", ["act"])
+        assert turn.reject_reason.endswith(
+            "nor can the strong model continue one: none was asked for"
+        )
 
 
 def _with_logprobs(message: AIMessage, text: str, value_logprob: float) -> AIMessage:

@@ -15,7 +15,7 @@ from langgraph.types import Interrupt
 from pydantic import ValidationError
 
 from spec_tool_node.cascade import CascadeError
-from spec_tool_node.config import CascadeConfig
+from spec_tool_node.config import ACCEPTS_NOTHING, CascadeConfig
 from spec_tool_node.costs import summarize
 from spec_tool_node.node import STREAM_KEY, SpecAgentState, SpeculativeActionNode
 from spec_tool_node.safety import SafetyPolicy
@@ -174,6 +174,17 @@ def test_a_later_decision_uses_the_multi_turn_threshold():
     assert CascadeConfig(threshold=0.4).accept_threshold(multi_turn=True) == 0.4
 
 
+def scored_node(cheap, strong, verifier, config: CascadeConfig) -> SpeculativeActionNode:
+    """A node in a scored mode: C (judge), D and E (``verifier``) or G (gate)."""
+    return SpeculativeActionNode(
+        proposer=cheap,
+        strong=strong,
+        verifier=verifier if config.mode in "DE" else None,
+        tools=TOOLS,
+        config=config,
+    )
+
+
 @pytest.mark.parametrize("mode", ["C", "D", "E", "G"])
 def test_with_accept_calls_off_a_call_goes_to_the_strong_model_unscored(mode):
     """Even a threshold of 0 accepts no call, and no scorer (verifier, judge, gate) is asked
@@ -183,13 +194,7 @@ def test_with_accept_calls_off_a_call_goes_to_the_strong_model_unscored(mode):
     )
     verifier = ScriptedVerifier()
     config = CascadeConfig(mode=mode, threshold=0.0, gate_threshold=0.0, accept_calls=False)
-    node = SpeculativeActionNode(
-        proposer=cheap,
-        strong=strong,
-        verifier=verifier if mode in "DE" else None,
-        tools=TOOLS,
-        config=config,
-    )
+    node = scored_node(cheap, strong, verifier, config)
     turn = node.invoke({"messages": QUESTION})["spec_ledger"][-1]
     assert (turn.path, turn.winner, turn.p_accept) == ("fallback", "strong", None)
     assert turn.reject_reason == (
@@ -219,6 +224,37 @@ def test_with_accept_calls_off_answers_are_still_scored_and_accepted():
     assert [[a.kind for a in batch] for batch in verifier.scored] == [["respond"]]
     assert RAN == [("get_weather", {"city": "Paris"})]
     assert out["messages"][-1].content == "Sunny in Paris."
+
+
+@pytest.mark.parametrize("mode", ["C", "D", "E", "G"])
+def test_a_threshold_above_one_asks_neither_proposer_nor_scorer(mode):
+    """The first decision (threshold 0) accepts the call (mode G: its one threshold is above 1
+    too, so the strong model makes it); after the tool result the multi-turn threshold is
+    ACCEPTS_NOTHING (what calibration writes when no threshold reaches its target): no scorer
+    could pass a draft and this strong model cannot continue one, so none is drafted."""
+    k = 3 if mode == "E" else 1  # drafts per decision
+    cheap = ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")] * k)
+    first = {"C": [say("ACCEPT")], "G": [call("get_weather", city="Paris")]}.get(mode, [])
+    strong = ScriptedChatModel(name="strong", script=[*first, say("Sunny in Paris.")])
+    verifier = ScriptedVerifier([1.0] * k)
+    config = CascadeConfig(
+        mode=mode,
+        threshold=0.0,
+        multi_turn_threshold=ACCEPTS_NOTHING,
+        gate_threshold=ACCEPTS_NOTHING,  # mode G: one threshold for every decision
+    )
+    node = scored_node(cheap, strong, verifier, config)
+    out = graph(node).invoke({"messages": QUESTION})
+    *_, last = out["spec_ledger"]
+    assert (last.path, last.winner, [c.purpose for c in last.calls]) == (
+        "strong",
+        "strong",
+        ["act"],
+    )
+    assert "accepts no draft, nor can the strong model continue one" in last.reject_reason
+    assert len(verifier.scored) == (1 if mode in "DE" else 0)  # the first decision's call only
+    assert out["messages"][-1].content == "Sunny in Paris."
+    assert RAN == [("get_weather", {"city": "Paris"})]
 
 
 def test_accept_calls_on_leaves_calls_to_the_scorer():
@@ -587,7 +623,9 @@ def test_model_can_choose_blocked_itself():
 
 def test_threshold_outside_unit_interval_fails_at_construction():
     with pytest.raises(ValidationError, match="threshold"):
-        CascadeConfig(mode="D", threshold=1.5)
+        CascadeConfig(mode="D", threshold=1.5)  # above ACCEPTS_NOTHING: a typo, not a choice
+    with pytest.raises(ValidationError, match="threshold"):
+        CascadeConfig(mode="D", multi_turn_threshold=-0.1)
 
 
 def test_mode_d_without_verifier_fails_at_construction():

@@ -79,14 +79,18 @@ class Bundle:
         return cls(config=config, card=card)
 
 
+def _shown(threshold: float) -> str:
+    return f"{threshold} (accepts nothing)" if threshold > 1.0 else str(threshold)
+
+
 def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:
     """A README for the bundle: what it is, how it was made, what it measured."""
     lines = [
         "# spec-tool-node bundle",
         "",
-        f"Mode {config.mode}, threshold {config.threshold}"
+        f"Mode {config.mode}, threshold {_shown(config.threshold)}"
         + (
-            f" (later in a conversation: {config.multi_turn_threshold})."
+            f" (later in a conversation: {_shown(config.multi_turn_threshold)})."
             if config.multi_turn_threshold is not None
             else "."
         )

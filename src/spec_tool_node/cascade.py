@@ -172,18 +172,24 @@ def decide(
     lossless = spec.scorer == "lossless"
     if lossless and not can_continue:
         raise ConfigError(_NO_CONTINUATION)
-    count = spec.draft_count(config.n_drafts)
+    threshold = (
+        config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
+    )
+    continues = can_continue and (lossless or config.speculative_fallback)
+    # a decision that accepts no draft, for a strong model that cannot continue one, has no use
+    # for a draft at all: asking the proposer would only add its cost
+    unused = spec.scorer in ("verifier", "judge", "gate") and threshold > 1.0 and not continues
+    count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
     ahead = lossless and config.prefill_ahead
     drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
     for draft in drafts:
         _check(draft, tools, answered)
     valid = [d for d in drafts if d.error is None]
-    open_ = valid  # what the scorer may accept; with accept_calls off, calls go on unasked
-    if spec.scorer in ("verifier", "judge", "gate") and not config.accept_calls:
-        open_ = [d for d in valid if not isinstance(d.action, ToolCallsAction)]
+    open_ = valid  # what the scorer may accept; the rest go on to the strong model unasked
+    if spec.scorer in ("verifier", "judge", "gate"):
         for d in valid:
-            if d not in open_:
-                d.error = _CALLS_TO_STRONG
+            d.error = _closed(d.action, config, threshold)
+        open_ = [d for d in valid if d.error is None]
 
     if open_ and spec.scorer in ("verifier", "judge"):
         scored: Scored = yield Score([d.action for d in open_])
@@ -199,9 +205,6 @@ def decide(
             d.p_accept = 1.0  # mode B trusts its draft
     best = max(valid, key=lambda d: d.p_accept or 0.0, default=None)
     gate = policy.check(best.action) if best else SafetyDecision(effect="allow")
-    threshold = (
-        config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
-    )
     passed = (
         not lossless
         and best is not None
@@ -213,15 +216,13 @@ def decide(
         return _gated(best.action, policy, "accepted", "cheap", best.message, best.p_accept)
 
     reason = None if lossless else _reject_reason(drafts, best, gate)
+    if unused and not drafts:
+        reason = _NO_DRAFT
     p_best = best.p_accept if best else None
     if passed and best and gate.escalate_to == "human":
         return Decision(best.action, "escalated", "cheap", best.message, p_best, reason, gate)
     if has_strong:
-        source = (
-            _to_continue(drafts, best)
-            if can_continue and (lossless or config.speculative_fallback)
-            else None
-        )
+        source = _to_continue(drafts, best) if continues else None
         message: AIMessage = yield Continue(source) if source is not None else Act()
         info = message.response_metadata.get("lossless") if source is not None else None
         path = "fallback" if drafts else "strong"
@@ -253,6 +254,18 @@ def decide(
 
 
 _CALLS_TO_STRONG = "calls: accept_calls is off, so a tool call goes to the strong model"
+_ACCEPTS_NOTHING = "threshold: above 1, this kind of decision accepts no draft"
+_NO_DRAFT = f"{_ACCEPTS_NOTHING}, nor can the strong model continue one: none was asked for"
+
+
+def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | None:
+    """Why no score could get this draft accepted, so that no scorer is asked; None if one can."""
+    if threshold > 1.0:
+        return _ACCEPTS_NOTHING
+    if not config.accept_calls and isinstance(action, ToolCallsAction):
+        return _CALLS_TO_STRONG
+    return None
+
 
 _NO_CONTINUATION = (
     "mode F (lossless) needs a strong model that can continue a draft: a local HFChatModel, "

@@ -46,6 +46,11 @@ class ModelSpec(BaseModel):
         return self
 
 
+ACCEPTS_NOTHING = 1.01
+"""A threshold above every score: no draft is accepted and no scorer is asked. ``train
+calibrate`` writes it for decisions where no threshold reached the target precision on the
+user's data, so an uncalibratable verifier fails closed instead of accepting its best guess."""
+
 _ADDED_LATER = ("accept_calls",)
 """Decision fields added after trajectory runs were saved: at their defaults they decide as
 those runs did, so they stay out of the runs' cache keys (:meth:`CascadeConfig.result_fields`)."""
@@ -61,11 +66,13 @@ class CascadeConfig(BaseModel):
             only where the draft is wrong), ``G`` a confidence gate on the proposer's own
             log-probs; given by letter or by name (``always_strong``, ``cheap_only``, ``judge``,
             ``verifier``, ``rerank``, ``lossless``, ``gate``), stored as the letter.
-        threshold: a draft is accepted when its p(ACCEPT) is at least this.
+        threshold: a draft is accepted when its p(ACCEPT) is at least this. Above 1
+            (:data:`ACCEPTS_NOTHING`) no draft is accepted and the scorer is not asked: every
+            decision goes to the strong model (with the speculative fallback, as in mode F).
         multi_turn_threshold: the threshold for a decision later in a conversation (after an
             assistant or tool message). A verifier scores those drafts on another scale than
             first-turn ones (longer contexts, tool results), so it is calibrated on its own;
-            ``None`` uses ``threshold``.
+            ``None`` uses ``threshold``; above 1, later decisions accept nothing.
         gate_threshold: mode G accepts a draft when exp(mean log-prob over its argument-value
             tokens) is at least this (calibrate it on training-side drafts, like ``threshold``).
         accept_calls: whether a draft that calls a tool may be accepted on its score (modes C,
@@ -103,9 +110,9 @@ class CascadeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: str = "D"
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    multi_turn_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    gate_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    threshold: float = Field(default=0.5, ge=0.0, le=ACCEPTS_NOTHING)
+    multi_turn_threshold: float | None = Field(default=None, ge=0.0, le=ACCEPTS_NOTHING)
+    gate_threshold: float = Field(default=0.5, ge=0.0, le=ACCEPTS_NOTHING)
     accept_calls: bool = True
     speculative_fallback: bool = True
     prefill_ahead: bool = True

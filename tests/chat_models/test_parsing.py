@@ -147,3 +147,20 @@ def test_every_form_of_a_call_parses_back_to_it(calls):
             (c["name"], c["args"]) for c in calls
         ], form
         assert not parsed.invalid_tool_calls and not parsed.content
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_a_call_followed_by_a_made_up_result_is_no_answer(fenced):
+    """What the 0.5B wrote on held-out BFCL trajectories after a tool result: the same call
+    again, then a tool result of its own. Read as a plain answer, a verifier accepted it and the
+    turn ended on it; it is a call attempt with JSON that is no call beside it."""
+    text = (
+        '{"name": "grep", "arguments": {"file_name": "test*.jpg", "pattern": "test"}}\n'
+        '{"error": "grep: test*.jpg: No such file or directory"}'
+    )
+    reply = parse_reply(f"```json\n{text}\n```" if fenced else text)
+    (call,) = reply.tool_calls
+    assert (call["name"], call["args"]) == ("grep", {"file_name": "test*.jpg", "pattern": "test"})
+    (bad,) = reply.invalid_tool_calls
+    assert bad["error"] == "JSON beside a call is no call" and "No such file" in bad["args"]
+    assert reply.content == ""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spec_tool_node.cli import main
+from spec_tool_node.config import ACCEPTS_NOTHING
 from spec_tool_node.example_files import Example
 from spec_tool_node.training.probe import (
     HeadSpec,
@@ -438,6 +439,8 @@ def test_calibrate_with_calls_to_the_strong_model_uses_only_answers(
 def test_calibrate_says_when_no_threshold_reaches_the_precision(
     tiny_model, tiny_tokenizer, tmp_path, capsys
 ):
+    """No threshold reaches the target: those decisions fail closed, the bundle's config and
+    README say they accept nothing, and a node built from it never asks the verifier."""
     from spec_tool_node.bundle import Bundle
     from spec_tool_node.config import CascadeConfig, ModelSpec
 
@@ -458,9 +461,16 @@ def test_calibrate_says_when_no_threshold_reaches_the_precision(
     drafts = _write_drafts(tmp_path / "drafts.jsonl", examples)
     argv = ["train", "calibrate", "--bundle", str(bundle), "--data", str(data), "--drafts",
             str(drafts), "--precision", "0.9"]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--write"]) == 0
     out = capsys.readouterr().out
-    assert "note: no threshold reaches precision 0.9 on the single-turn (0.500), all (0.500)" in out
+    assert (
+        "note: no threshold reaches precision 0.9 on the single-turn (best 0.500), all (best "
+        "0.500) decisions: they accept nothing (threshold 1.01)"
+    ) in out
+    raw = json.loads((bundle / "cascade.json").read_text())
+    assert raw["threshold"] == ACCEPTS_NOTHING
+    assert "threshold 1.01 (accepts nothing)" in (bundle / "README.md").read_text()
+    assert Bundle.from_pretrained(bundle).config.threshold == ACCEPTS_NOTHING
 
 
 def test_a_mode_g_bundle_is_written_and_calibrated_on_its_gate_threshold(

@@ -11,7 +11,7 @@ from peft import LoraConfig, get_peft_model
 
 from spec_tool_node.actions import action_from_canonical
 from spec_tool_node.bundle import Bundle
-from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.config import ACCEPTS_NOTHING, CascadeConfig, ModelSpec
 from spec_tool_node.node import SpeculativeActionNode
 from spec_tool_node.training.sft import lora_config, training_arguments
 from spec_tool_node.training.verifier import (
@@ -29,10 +29,11 @@ from tests.training.test_data_sft import WEATHER_TOOL, example
 def test_calibrate_to_accept_rate_and_precision():
     scores, labels = [0.9, 0.8, 0.7, 0.1], [True, True, False, True]
     assert calibrate(scores, labels, accept_rate=0.5) == 0.8
-    assert calibrate(scores, labels, accept_rate=0.0) > 0.9
+    assert calibrate(scores, labels, accept_rate=0.0) == ACCEPTS_NOTHING
     assert calibrate(scores, labels, precision=1.0) == 0.8
     assert calibrate(scores, labels, precision=0.75) == 0.1
-    assert calibrate([0.5, 0.4], [False, False], precision=0.9) == 0.5  # unreachable: most precise
+    # unreachable: fail closed, above every score (it used to return the most precise, 0.5)
+    assert calibrate([0.5, 0.4], [False, True], precision=0.9) == ACCEPTS_NOTHING > 1.0
     with pytest.raises(ValueError, match="exactly one"):
         calibrate(scores, labels)
     with pytest.raises(ValueError, match="accept_rate must be in"):

@@ -6,6 +6,7 @@ format-string template (``{{"name": ...}}``, which Qwen2.5-Coder-1.5B writes aft
 prompt). Every form becomes
 ``AIMessage.tool_calls``; a reply that clearly tries to call a tool but does not parse becomes an
 entry of ``invalid_tool_calls`` and never an exception, so a misbehaving model cannot crash a run.
+That includes a call followed by JSON that is no call (a tool result the model made up itself).
 """
 
 from __future__ import annotations
@@ -137,20 +138,19 @@ def _parse_blob(blob: str, reply: ParsedReply, *, must_be_call: bool) -> bool:
             return True
         return False
     objects = [c for v in values for c in _candidates(v)]
-    if not must_be_call and not all(_is_call_shaped(o) for o in objects):
+    shaped = [_is_call_shaped(o) for o in objects]
+    if not must_be_call and not any(shaped):
         return False
-    for obj in objects:
-        if isinstance(obj, dict):
+    for obj, is_call in zip(objects, shaped, strict=True):
+        if isinstance(obj, dict) and (is_call or must_be_call):
             _add(reply, _to_call(obj))
-        else:
-            reply.invalid_tool_calls.append(
-                invalid_tool_call(
-                    name=None,
-                    args=json.dumps(obj),
-                    id=new_call_id(),
-                    error="tool call is not an object",
-                )
-            )
+            continue
+        # beside a call, other JSON is no answer either: small models echo a call and then
+        # write its "result" themselves, which must not reach the user as a plain reply
+        error = "tool call is not an object" if must_be_call else "JSON beside a call is no call"
+        reply.invalid_tool_calls.append(
+            invalid_tool_call(name=None, args=json.dumps(obj), id=new_call_id(), error=error)
+        )
     return True
 
 

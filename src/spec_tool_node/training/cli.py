@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spec_tool_node.config import ACCEPTS_NOTHING
 from spec_tool_node.modes import MODES, known_modes
 
 
@@ -404,8 +405,9 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         precision, recall = precision_recall(scores, labels, t)
         accepted = sum(s >= t for s in scores) / len(scores)
         thresholds[kind] = t
-        if args.precision is not None and precision < args.precision:
-            unreachable.append(f"{kind} ({precision:.3f})")
+        if t > 1.0:  # nothing reaches the target: these decisions accept no draft
+            best = max(precision_recall(scores, labels, s)[0] for s in scores)
+            unreachable.append(f"{kind} (best {best:.3f})")
         # what the bundle's current thresholds do on these decisions, to compare against: each
         # decision meets the threshold of its kind, as the cascade applies them
         now = {
@@ -416,14 +418,16 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         shown_now = f"{applied.pop() if len(applied) == 1 else 'per kind'}: {len(taken)}, " + (
             f"{sum(taken) / len(taken):.3f}" if taken else "-"
         )
+        shown = f"{precision:.3f}" if accepted else "-"  # nothing accepted: no precision
         print(
-            f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {precision:.3f} | {recall:.3f} "
+            f"| {kind} | {len(ids)} | {sum(labels)} | {t:.4f} | {shown} | {recall:.3f} "
             f"| {accepted:.0%} | {shown_now} |"
         )
-    if unreachable:  # calibrate() then returns the most precise threshold; say so plainly
+    if unreachable:  # calibrate() then fails closed; say so plainly
         print(
             f"note: no threshold reaches precision {args.precision} on the {', '.join(unreachable)}"
-            " decisions; the most precise threshold is given (precision in brackets)"
+            f" decisions: they accept nothing (threshold {ACCEPTS_NOTHING}), so each goes to the"
+            " strong model"
         )
     if gate:  # scored in one pass over each draft, which the drafting pass approximates
         written = {"gate_threshold": thresholds["all"]}
@@ -440,7 +444,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
             if t is None and args.decisions == "all":
                 raw.pop(key, None)
             elif t is not None:
-                raw[key] = round(min(max(t, 0.0), 1.0), 6)
+                raw[key] = round(min(max(t, 0.0), ACCEPTS_NOTHING), 6)
         write_text(config_path, json.dumps(raw, indent=2) + "\n")  # never half-written
         card_path = args.bundle / "card.json"
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
@@ -608,8 +612,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     target.add_argument(
         "--precision",
         type=float,
-        help="lowest threshold reaching this precision (where none does: the most precise "
-        "threshold, and a note says so)",
+        help="lowest threshold reaching this precision (where none does, those decisions "
+        f"accept nothing: threshold {ACCEPTS_NOTHING}, and a note says so)",
     )
     target.add_argument("--accept-rate", type=float, help="threshold accepting this share")
     p.add_argument(

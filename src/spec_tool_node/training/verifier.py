@@ -24,6 +24,7 @@ from peft import LoraConfig
 from transformers import TrainingArguments
 
 from spec_tool_node.chat_models.loading import load_pretrained
+from spec_tool_node.config import ACCEPTS_NOTHING
 from spec_tool_node.example_files import Example
 from spec_tool_node.training.config import DTYPE, MAX_LENGTH
 from spec_tool_node.training.data import Pair, build_pairs, check_template, render_pair
@@ -134,8 +135,10 @@ def calibrate(
 ) -> float:
     """The threshold that reaches a target accept rate, or the lowest one reaching a precision.
 
-    Exactly one target must be given. With ``precision``, if no threshold reaches it, the
-    threshold that maximises precision is returned (accepting as little as that needs).
+    Exactly one target must be given. With ``precision``, if no threshold reaches it,
+    :data:`~spec_tool_node.config.ACCEPTS_NOTHING`: a verifier that cannot be trusted on these
+    decisions fails closed (they all go to the strong model) rather than accepting its best
+    guess. An accept rate of 0 gives the same.
     """
     if (accept_rate is None) == (precision is None):
         raise ValueError("give exactly one of accept_rate or precision")
@@ -146,7 +149,7 @@ def calibrate(
         if not 0.0 <= accept_rate <= 1.0:
             raise ValueError(f"accept_rate must be in [0, 1], got {accept_rate}")
         k = round(accept_rate * len(ordered))
-        return 1.0 + 1e-9 if k == 0 else ordered[k - 1][0]
+        return ACCEPTS_NOTHING if k == 0 else ordered[k - 1][0]
     candidates: list[tuple[float, float]] = []  # (threshold, precision when accepting >= it)
     right = 0
     for i, (score, label) in enumerate(ordered, start=1):
@@ -155,9 +158,7 @@ def calibrate(
             continue  # a threshold accepts every tie at once
         candidates.append((score, right / i))
     meeting = [t for t, p in candidates if p >= precision]
-    if meeting:
-        return min(meeting)
-    return max(candidates, key=lambda c: (c[1], c[0]))[0]
+    return min(meeting) if meeting else ACCEPTS_NOTHING
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
