@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
-from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_thresholds, model_options, models, show
+from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_settings, model_options, models, show
 
 from spec_tool_node import CascadeConfig, SpecAgentState, SpeculativeActionNode
 from spec_tool_node.costs import format_table
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         strong=strong,
         verifier=verifier,
         tools=TOOLS,
-        config=CascadeConfig(mode="D", **bundle_thresholds(args.bundle)),
+        config=CascadeConfig(mode="D", **bundle_settings(args.bundle)),
         system_prompt=SYSTEM_PROMPT,
     )
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from travel_tools import (
     SYSTEM_PROMPT,
     TOOLS,
     TRANSFER_LIMIT,
-    bundle_thresholds,
+    bundle_settings,
     model_options,
     models,
     show,
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             SpeculativeActionMiddleware(
                 proposer=proposer,
                 verifier=verifier,
-                config=CascadeConfig(mode="D", **bundle_thresholds(args.bundle)),
+                config=CascadeConfig(mode="D", **bundle_settings(args.bundle)),
             ),
             SafetyGateMiddleware(TRANSFER_LIMIT),
         ],

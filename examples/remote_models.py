@@ -25,7 +25,7 @@ import time
 from add_to_your_agent import build_agent
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
-from travel_tools import BUNDLE, SYSTEM_PROMPT, TOOLS, bundle_thresholds, bundle_verifier, show
+from travel_tools import BUNDLE, SYSTEM_PROMPT, TOOLS, bundle_settings, bundle_verifier, show
 
 from spec_tool_node import (
     CascadeConfig,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         strong=strong,
         verifier=verifier,
         tools=TOOLS,
-        config=CascadeConfig(mode="D", **bundle_thresholds(args.bundle), cost_model=PRICES),
+        config=CascadeConfig(mode="D", **bundle_settings(args.bundle), cost_model=PRICES),
         system_prompt=SYSTEM_PROMPT,
     )
     agent = build_agent(node)  # the ReAct graph of add_to_your_agent.py

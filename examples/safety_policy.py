@@ -17,7 +17,7 @@ from pathlib import Path
 
 from add_to_your_agent import build_agent
 from langchain_core.messages import HumanMessage
-from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_thresholds, model_options, models
+from travel_tools import SYSTEM_PROMPT, TOOLS, bundle_settings, model_options, models
 
 from spec_tool_node import CascadeConfig, SafetyPolicy, SpeculativeActionNode
 from spec_tool_node.actions import ToolCall, ToolCallsAction
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         strong=strong,
         verifier=verifier,
         tools=TOOLS,
-        config=CascadeConfig(mode="D", **bundle_thresholds(args.bundle)),
+        config=CascadeConfig(mode="D", **bundle_settings(args.bundle)),
         safety=POLICY_FILE,
         system_prompt=SYSTEM_PROMPT,
     )

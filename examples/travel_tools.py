@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import tool
@@ -149,11 +150,12 @@ def bundle_verifier(bundle: str | Path) -> Verifier:
     return load_verifier(spec.model, spec.adapter, max_length=spec.max_length)
 
 
-def bundle_thresholds(bundle: str | Path) -> dict[str, float | None]:
-    """The accept thresholds calibrated with the bundle's verifier on training data: for a
-    conversation's first decision and, when the bundle has one, for later decisions."""
+def bundle_settings(bundle: str | Path) -> dict[str, Any]:
+    """The decision settings chosen with the bundle's verifier on training data: the accept
+    thresholds for a conversation's first and later decisions (above 1: none is accepted) and
+    whether a tool-call draft may be accepted on its score at all."""
     config = Bundle.from_pretrained(bundle).config
-    return {"threshold": config.threshold, "multi_turn_threshold": config.multi_turn_threshold}
+    return config.model_dump(include={"threshold", "multi_turn_threshold", "accept_calls"})
 
 
 def show(messages: list[BaseMessage]) -> None:
