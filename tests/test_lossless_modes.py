@@ -15,12 +15,14 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.graph import START, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import ACCEPTS_NOTHING, CascadeConfig
 from spec_tool_node.costs import CallRecord, CostModel, TokenPrice
 from spec_tool_node.errors import ConfigError
-from spec_tool_node.node import SpeculativeActionNode
+from spec_tool_node.node import SpecAgentState, SpeculativeActionNode
 from spec_tool_node.verifiers.gate import argument_value_mask, gate_signal, value_logprobs
 from tests.chat_models.test_speculative import qwen2
 from tests.chat_models.test_watch import ANSWER, LONG_DRAFT, LockstepWatch, chat
@@ -135,9 +137,52 @@ def test_a_decision_that_accepts_nothing_drafts_only_for_a_continuation(strong, 
         assert turn.reject_reason == "threshold: above 1, this kind of decision accepts no draft"
     else:
         assert (turn.path, [c.purpose for c in turn.calls]) == ("strong", ["act"])
-        assert turn.reject_reason.endswith(
-            "nor can the strong model continue one: none was asked for"
-        )
+        assert turn.reject_reason.endswith("and no fallback continues one: none was asked for")
+
+
+@pytest.mark.parametrize("later", [None, False])
+def test_later_decisions_may_act_without_a_draft(strong, later):
+    """The first decision accepts the proposer's call; the later one accepts nothing. Its
+    fallback continues a draft as the first decision's would (``None``: follow
+    ``speculative_fallback``), or, with ``multi_turn_speculative_fallback`` off, the proposer is
+    not asked and the strong model acts alone."""
+    cheap = ScriptedChatModel(
+        name="cheap", script=[call("get_weather", city="Paris"), call("get_weather", city="Rome")]
+    )
+    config = CascadeConfig(
+        mode="D",
+        threshold=0.5,
+        multi_turn_threshold=ACCEPTS_NOTHING,
+        multi_turn_speculative_fallback=later,
+    )
+    node = SpeculativeActionNode(
+        proposer=cheap,
+        strong=strong,
+        verifier=ScriptedVerifier([0.9]),
+        tools=[get_weather],
+        config=config,
+    )
+    first, second, *_ = _agent_ledger(node)
+    assert first.path == "accepted"
+    purposes = [c.purpose for c in second.calls]
+    if later is None:
+        assert purposes[:2] == ["draft", "continue"]
+    else:
+        assert "draft" not in purposes and purposes[0] == "act"
+        assert second.reject_reason.endswith("and no fallback continues one: none was asked for")
+    assert CascadeConfig(speculative_fallback=False).continues_draft(multi_turn=True) is False
+    assert config.continues_draft(multi_turn=False) is True
+
+
+def _agent_ledger(node: SpeculativeActionNode) -> list:
+    """The ledger of a ReAct graph's run on QUESTION: one entry per decision."""
+    builder = StateGraph(SpecAgentState)
+    builder.add_node("agent", node)
+    builder.add_node("tools", ToolNode([get_weather]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile().invoke({"messages": QUESTION})["spec_ledger"]
 
 
 def _with_logprobs(message: AIMessage, text: str, value_logprob: float) -> AIMessage:

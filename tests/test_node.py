@@ -251,7 +251,7 @@ def test_a_threshold_above_one_asks_neither_proposer_nor_scorer(mode):
         "strong",
         ["act"],
     )
-    assert "accepts no draft, nor can the strong model continue one" in last.reject_reason
+    assert "accepts no draft, and no fallback continues one" in last.reject_reason
     assert len(verifier.scored) == (1 if mode in "DE" else 0)  # the first decision's call only
     assert out["messages"][-1].content == "Sunny in Paris."
     assert RAN == [("get_weather", {"city": "Paris"})]

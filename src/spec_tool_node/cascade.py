@@ -159,7 +159,8 @@ def decide(
     """The whole decision, for every mode.
 
     ``can_continue``: the strong model can continue a draft (mode F requires it; with
-    ``config.speculative_fallback`` every fallback then continues the best draft).
+    ``config.speculative_fallback``, or ``multi_turn_speculative_fallback`` at a later
+    decision, every fallback then continues the best draft).
     ``answered``: the calls whose results the conversation has just received
     (:func:`answered_calls`). Small models often call the same tool again right after its
     result; a draft that does is rejected, and a strong action that does is asked again as a
@@ -175,7 +176,7 @@ def decide(
     threshold = (
         config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
     )
-    continues = can_continue and (lossless or config.speculative_fallback)
+    continues = can_continue and (lossless or config.continues_draft(multi_turn))
     # a decision that accepts no draft, for a strong model that cannot continue one, has no use
     # for a draft at all: asking the proposer would only add its cost
     unused = spec.scorer in ("verifier", "judge", "gate") and threshold > 1.0 and not continues
@@ -255,7 +256,7 @@ def decide(
 
 _CALLS_TO_STRONG = "calls: accept_calls is off, so a tool call goes to the strong model"
 _ACCEPTS_NOTHING = "threshold: above 1, this kind of decision accepts no draft"
-_NO_DRAFT = f"{_ACCEPTS_NOTHING}, nor can the strong model continue one: none was asked for"
+_NO_DRAFT = f"{_ACCEPTS_NOTHING}, and no fallback continues one: none was asked for"
 
 
 def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | None:

@@ -51,7 +51,7 @@ ACCEPTS_NOTHING = 1.01
 calibrate`` writes it for decisions where no threshold reached the target precision on the
 user's data, so an uncalibratable verifier fails closed instead of accepting its best guess."""
 
-_ADDED_LATER = ("accept_calls",)
+_ADDED_LATER = ("accept_calls", "multi_turn_speculative_fallback")
 """Decision fields added after trajectory runs were saved: at their defaults they decide as
 those runs did, so they stay out of the runs' cache keys (:meth:`CascadeConfig.result_fields`)."""
 
@@ -88,6 +88,12 @@ class CascadeConfig(BaseModel):
             writes only from its first disagreeing token, instead of writing from scratch; its
             action is exactly the one it would have written alone. Other strong models act as
             usual.
+        multi_turn_speculative_fallback: the same for a decision later in a conversation;
+            ``None`` follows ``speculative_fallback``. Where the strong model keeps little of
+            the proposer's later drafts (its own agent turns diverge from the proposer's), a
+            draft that cannot be accepted there (``multi_turn_threshold`` above 1) costs more
+            than its continuation saves: with this off, the proposer is not asked at all and the
+            strong model acts alone, as in mode A.
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
@@ -115,6 +121,7 @@ class CascadeConfig(BaseModel):
     gate_threshold: float = Field(default=0.5, ge=0.0, le=ACCEPTS_NOTHING)
     accept_calls: bool = True
     speculative_fallback: bool = True
+    multi_turn_speculative_fallback: bool | None = None
     prefill_ahead: bool = True
     n_drafts: int = Field(default=3, ge=2)
     sample_kwargs: dict[str, Any] = Field(
@@ -138,6 +145,12 @@ class CascadeConfig(BaseModel):
         if multi_turn and self.multi_turn_threshold is not None:
             return self.multi_turn_threshold
         return self.threshold
+
+    def continues_draft(self, multi_turn: bool) -> bool:
+        """Whether a fallback at a first-turn or a later decision continues the draft."""
+        if multi_turn and self.multi_turn_speculative_fallback is not None:
+            return self.multi_turn_speculative_fallback
+        return self.speculative_fallback
 
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a
@@ -164,7 +177,7 @@ class CascadeConfig(BaseModel):
         if spec.scorer != "gate":
             drop.add("gate_threshold")
         if spec.scorer in ("none", "lossless") or not spec.has_strong:
-            drop |= {"speculative_fallback", "accept_calls"}
+            drop |= {"speculative_fallback", "multi_turn_speculative_fallback", "accept_calls"}
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

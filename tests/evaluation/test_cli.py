@@ -174,6 +174,11 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
         assert _trajectory_key(args, mode="D", **{**d, **changed}) != key_d
     # a field added later is in the key only where it decides otherwise than before it was
     assert _trajectory_key(args, mode="D", **d, accept_calls=True) == key_d
+    assert _trajectory_key(args, mode="D", **d, multi_turn_speculative_fallback=None) == key_d
+    assert _trajectory_key(args, mode="D", **d, multi_turn_speculative_fallback=False) != key_d
+    assert a == _trajectory_key(
+        args, mode="A", strong=strong, multi_turn_speculative_fallback=False
+    )
     assert a == _trajectory_key(args, mode="A", strong=strong, accept_calls=False)
     assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
     f = {"mode": "F", "strong": strong, "proposer": cheap}
