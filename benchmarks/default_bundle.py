@@ -61,6 +61,13 @@ def main() -> None:
             "so later decisions accept nothing (1.01): each goes to the strong model, which "
             "keeps the draft where it agrees with it"
         )
+        card["multi_turn_speculative_fallback"] = (
+            "off: with later decisions accepting nothing, a later draft serves only the "
+            "fallback; on the 29 training-side later decisions mode F cost 1.002 of "
+            "always-strong (the strong model kept 54 of 1,253 draft tokens, no draft whole), so "
+            "by the rule fixed before measuring (benchmarks/results/multi_turn_drafting/) later "
+            "decisions skip the proposer and the strong model acts alone"
+        )
     thresholds: dict[str, float | None] = {}
     if args.verifier_bundle:
         source = Bundle.from_pretrained(args.verifier_bundle)
@@ -74,6 +81,7 @@ def main() -> None:
         mode="F",
         **thresholds,
         accept_calls=not args.calls_to_strong,
+        multi_turn_speculative_fallback=False if args.calls_to_strong else None,
         cost_model=CostModel(prefill_weight=round(DECODE_TOK_S / PREFILL_TOK_S, 3)),
         proposer=ModelSpec(model="qwen2.5-coder-0.5b-instruct"),
         strong=ModelSpec(model="qwen2.5-coder-1.5b-instruct"),

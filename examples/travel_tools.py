@@ -152,10 +152,18 @@ def bundle_verifier(bundle: str | Path) -> Verifier:
 
 def bundle_settings(bundle: str | Path) -> dict[str, Any]:
     """The decision settings chosen with the bundle's verifier on training data: the accept
-    thresholds for a conversation's first and later decisions (above 1: none is accepted) and
-    whether a tool-call draft may be accepted on its score at all."""
+    thresholds for a conversation's first and later decisions (above 1: none is accepted),
+    whether a tool-call draft may be accepted on its score at all, and whether later decisions
+    still draft for the strong model to continue."""
     config = Bundle.from_pretrained(bundle).config
-    return config.model_dump(include={"threshold", "multi_turn_threshold", "accept_calls"})
+    return config.model_dump(
+        include={
+            "threshold",
+            "multi_turn_threshold",
+            "accept_calls",
+            "multi_turn_speculative_fallback",
+        }
+    )
 
 
 def show(messages: list[BaseMessage]) -> None:
