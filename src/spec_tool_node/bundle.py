@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spec_tool_node.config import CascadeConfig, ModelSpec
+from spec_tool_node.config import CascadeConfig, ModelSpec, accepts_nothing
 
 ROLES = ("proposer", "strong", "verifier")
 
@@ -80,7 +80,7 @@ class Bundle:
 
 
 def _shown(threshold: float) -> str:
-    return f"{threshold} (accepts nothing)" if threshold > 1.0 else str(threshold)
+    return f"{threshold} (accepts nothing)" if accepts_nothing(threshold) else str(threshold)
 
 
 def render_card(config: CascadeConfig, card: dict[str, Any]) -> str:

@@ -47,7 +47,7 @@ from spec_tool_node.actions import (
     resolve_action,
 )
 from spec_tool_node.chat_models.watch import DraftWatch
-from spec_tool_node.config import CascadeConfig
+from spec_tool_node.config import CascadeConfig, accepts_nothing
 from spec_tool_node.costs import CallRecord, Role, TurnRecord
 from spec_tool_node.errors import ConfigError, SpecToolNodeError
 from spec_tool_node.modes import MODES, ModeSpec, describe_models, missing_models
@@ -179,7 +179,8 @@ def decide(
     continues = can_continue and (lossless or config.continues_draft(multi_turn))
     # a decision that accepts no draft, for a strong model that cannot continue one, has no use
     # for a draft at all: asking the proposer would only add its cost
-    unused = spec.scorer in ("verifier", "judge", "gate") and threshold > 1.0 and not continues
+    judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
+    unused = judged and accepts_nothing(threshold) and not continues
     count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
     ahead = lossless and config.prefill_ahead
     drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
@@ -187,7 +188,7 @@ def decide(
         _check(draft, tools, answered)
     valid = [d for d in drafts if d.error is None]
     open_ = valid  # what the scorer may accept; the rest go on to the strong model unasked
-    if spec.scorer in ("verifier", "judge", "gate"):
+    if judged:
         for d in valid:
             d.error = _closed(d.action, config, threshold)
         open_ = [d for d in valid if d.error is None]
@@ -261,7 +262,7 @@ _NO_DRAFT = f"{_ACCEPTS_NOTHING}, and no fallback continues one: none was asked 
 
 def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | None:
     """Why no score could get this draft accepted, so that no scorer is asked; None if one can."""
-    if threshold > 1.0:
+    if accepts_nothing(threshold):
         return _ACCEPTS_NOTHING
     if not config.accept_calls and isinstance(action, ToolCallsAction):
         return _CALLS_TO_STRONG

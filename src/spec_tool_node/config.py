@@ -51,6 +51,12 @@ ACCEPTS_NOTHING = 1.01
 calibrate`` writes it for decisions where no threshold reached the target precision on the
 user's data, so an uncalibratable verifier fails closed instead of accepting its best guess."""
 
+
+def accepts_nothing(threshold: float) -> bool:
+    """Whether a threshold is above every score (see :data:`ACCEPTS_NOTHING`)."""
+    return threshold > 1.0
+
+
 _ADDED_LATER = ("accept_calls", "multi_turn_speculative_fallback")
 """Decision fields added after trajectory runs were saved: at their defaults they decide as
 those runs did, so they stay out of the runs' cache keys (:meth:`CascadeConfig.result_fields`)."""

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spec_tool_node.config import ACCEPTS_NOTHING
+from spec_tool_node.config import ACCEPTS_NOTHING, accepts_nothing
 from spec_tool_node.modes import MODES, known_modes
 
 
@@ -405,7 +405,7 @@ def train_calibrate_cmd(args: argparse.Namespace) -> int:
         precision, recall = precision_recall(scores, labels, t)
         accepted = sum(s >= t for s in scores) / len(scores)
         thresholds[kind] = t
-        if t > 1.0:  # nothing reaches the target: these decisions accept no draft
+        if accepts_nothing(t):  # nothing reaches the target: these decisions accept no draft
             best = max(precision_recall(scores, labels, s)[0] for s in scores)
             unreachable.append(f"{kind} (best {best:.3f})")
         # what the bundle's current thresholds do on these decisions, to compare against: each
