@@ -66,7 +66,8 @@ def main() -> None:
             "fallback; on the 29 training-side later decisions mode F cost 1.002 of "
             "always-strong (the strong model kept 54 of 1,253 draft tokens, no draft whole), so "
             "by the rule fixed before measuring (benchmarks/results/multi_turn_drafting/) later "
-            "decisions skip the proposer and the strong model acts alone"
+            "decisions skip the proposer and the strong model acts alone (in mode F too, which "
+            "stays lossless: the strong model's own action)"
         )
     thresholds: dict[str, float | None] = {}
     if args.verifier_bundle:

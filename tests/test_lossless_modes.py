@@ -174,6 +174,35 @@ def test_later_decisions_may_act_without_a_draft(strong, later):
     assert config.continues_draft(multi_turn=False) is True
 
 
+@pytest.mark.parametrize("later", [None, False])
+def test_mode_f_later_decisions_may_be_the_strong_models_alone(strong, later):
+    """In mode F, ``multi_turn_speculative_fallback`` off asks no draft after the first decision:
+    the strong model writes alone there, so every action is still mode A's."""
+    script = [call("get_weather", city="Paris"), call("get_weather", city="Rome")]
+
+    def run(mode: str) -> list:
+        node = SpeculativeActionNode(
+            proposer=ScriptedChatModel(name="cheap", script=list(script)),
+            strong=strong,
+            tools=[get_weather],
+            config=CascadeConfig(mode=mode, multi_turn_speculative_fallback=later),
+        )
+        return _agent_ledger(node)
+
+    lossless, always_strong = run("F"), run("A")
+    assert [t.action for t in lossless] == [t.action for t in always_strong]
+    first, second, *_ = lossless
+    assert [c.purpose for c in first.calls] == ["draft", "continue"]
+    purposes = [c.purpose for c in second.calls]
+    if later is None:
+        assert purposes[:2] == ["draft", "continue"]
+    else:
+        assert "draft" not in purposes and purposes[0] == "act" and second.path == "strong"
+        assert second.reject_reason.startswith("later decision: multi_turn_speculative_fallback")
+    assert CascadeConfig(mode="F", speculative_fallback=False).continues_draft(True, True)
+    assert not CascadeConfig(multi_turn_speculative_fallback=False).continues_draft(True, True)
+
+
 def _agent_ledger(node: SpeculativeActionNode) -> list:
     """The ledger of a ReAct graph's run on QUESTION: one entry per decision."""
     builder = StateGraph(SpecAgentState)

@@ -160,7 +160,8 @@ def decide(
 
     ``can_continue``: the strong model can continue a draft (mode F requires it; with
     ``config.speculative_fallback``, or ``multi_turn_speculative_fallback`` at a later
-    decision, every fallback then continues the best draft).
+    decision, every fallback then continues the best draft; the latter off, mode F's later
+    decisions are the strong model's alone).
     ``answered``: the calls whose results the conversation has just received
     (:func:`answered_calls`). Small models often call the same tool again right after its
     result; a draft that does is rejected, and a strong action that does is asked again as a
@@ -176,11 +177,11 @@ def decide(
     threshold = (
         config.gate_threshold if spec.scorer == "gate" else config.accept_threshold(multi_turn)
     )
-    continues = can_continue and (lossless or config.continues_draft(multi_turn))
-    # a decision that accepts no draft, for a strong model that cannot continue one, has no use
-    # for a draft at all: asking the proposer would only add its cost
+    continues = can_continue and config.continues_draft(multi_turn, lossless)
+    # a decision that accepts no draft, for a strong model that will not continue one, has no
+    # use for a draft at all: asking the proposer would only add its cost
     judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
-    unused = judged and accepts_nothing(threshold) and not continues
+    unused = (lossless or (judged and accepts_nothing(threshold))) and not continues
     count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
     ahead = lossless and config.prefill_ahead
     drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
@@ -219,7 +220,7 @@ def decide(
 
     reason = None if lossless else _reject_reason(drafts, best, gate)
     if unused and not drafts:
-        reason = _NO_DRAFT
+        reason = _LATER_ALONE if lossless else _NO_DRAFT
     p_best = best.p_accept if best else None
     if passed and best and gate.escalate_to == "human":
         return Decision(best.action, "escalated", "cheap", best.message, p_best, reason, gate)
@@ -230,8 +231,8 @@ def decide(
         path = "fallback" if drafts else "strong"
         if lossless and source is not None:  # never accepted as it stands: the strong model
             path = "accepted" if info and info.get("full_draft_kept") else "continued"
-        elif lossless:  # no draft to check (the proposer failed): the strong model wrote alone
-            reason = drafts[0].error if drafts else None
+        elif lossless and drafts:  # the proposer failed: the strong model wrote alone
+            reason = drafts[0].error
         action, invalid = strong_action(message, tools)
         if invalid is not None:
             why = "; ".join(r for r in (reason, invalid) if r)
@@ -258,6 +259,10 @@ def decide(
 _CALLS_TO_STRONG = "calls: accept_calls is off, so a tool call goes to the strong model"
 _ACCEPTS_NOTHING = "threshold: above 1, this kind of decision accepts no draft"
 _NO_DRAFT = f"{_ACCEPTS_NOTHING}, and no fallback continues one: none was asked for"
+_LATER_ALONE = (
+    "later decision: multi_turn_speculative_fallback is off, so no draft is continued and none "
+    "was asked for: the strong model wrote its action alone"
+)
 
 
 def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | None:

@@ -95,11 +95,12 @@ class CascadeConfig(BaseModel):
             action is exactly the one it would have written alone. Other strong models act as
             usual.
         multi_turn_speculative_fallback: the same for a decision later in a conversation;
-            ``None`` follows ``speculative_fallback``. Where the strong model keeps little of
-            the proposer's later drafts (its own agent turns diverge from the proposer's), a
-            draft that cannot be accepted there (``multi_turn_threshold`` above 1) costs more
-            than its continuation saves: with this off, the proposer is not asked at all and the
-            strong model acts alone, as in mode A.
+            ``None`` follows ``speculative_fallback`` (mode F: continues). Where the strong
+            model keeps little of the proposer's later drafts (its own agent turns diverge from
+            the proposer's), a draft that cannot be accepted there (``multi_turn_threshold``
+            above 1, or any draft in mode F) costs more than its continuation saves: with this
+            off, the proposer is not asked at all and the strong model acts alone, as in mode A
+            (so mode F stays lossless).
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
@@ -152,11 +153,13 @@ class CascadeConfig(BaseModel):
             return self.multi_turn_threshold
         return self.threshold
 
-    def continues_draft(self, multi_turn: bool) -> bool:
-        """Whether a fallback at a first-turn or a later decision continues the draft."""
+    def continues_draft(self, multi_turn: bool, lossless: bool = False) -> bool:
+        """Whether the strong model continues the draft at a first-turn or a later decision:
+        a fallback's (modes C, D, E, G), or every decision's in mode F (``lossless``), where only
+        ``multi_turn_speculative_fallback`` can turn it off."""
         if multi_turn and self.multi_turn_speculative_fallback is not None:
             return self.multi_turn_speculative_fallback
-        return self.speculative_fallback
+        return lossless or self.speculative_fallback
 
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a
@@ -165,7 +168,8 @@ class CascadeConfig(BaseModel):
 
         Read from the mode table: the models the mode requires or uses when given, the
         thresholds of its scorer, sampling only when it drafts more than once, the fallback
-        options only when a draft can be rejected for the strong model. Left out:
+        options only when a draft can be rejected for the strong model (in mode F, only the
+        later decisions' switch). Left out:
         ``prefill_ahead`` (it changes when the strong model reads, not what any model writes),
         ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
         :meth:`CostModel.repriced`), and fields added after runs were saved while they decide
@@ -183,7 +187,9 @@ class CascadeConfig(BaseModel):
         if spec.scorer != "gate":
             drop.add("gate_threshold")
         if spec.scorer in ("none", "lossless") or not spec.has_strong:
-            drop |= {"speculative_fallback", "multi_turn_speculative_fallback", "accept_calls"}
+            drop |= {"speculative_fallback", "accept_calls"}
+        if spec.scorer == "none" or not spec.has_strong:
+            drop.add("multi_turn_speculative_fallback")
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

@@ -153,6 +153,31 @@ def _trajectory_key(args: argparse.Namespace, **update: object) -> str:
     return _cache_file(args, CascadeConfig(**update)).name
 
 
+def test_set_overrides_one_config_field_and_names_what_was_wrong(tmp_path, capsys):
+    """``--set FIELD=VALUE`` reads VALUE as JSON where it parses; the command that reruns the
+    report keeps it; a bad field or value is an error that names it."""
+    from spec_tool_node.evaluation.cli import _command, _settings
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(toy.examples()[0].model_dump_json() + "\n")
+    base = ["eval", "--data", str(data), "--proposer", "p", "--out", str(tmp_path / "out")]
+    sets = ["--set", "multi_turn_speculative_fallback=false", "--set", "mode=lossless",
+            "--set", "multi_turn_threshold=null"]  # fmt: skip
+    args = build_parser().parse_args([*base, *sets])
+    config = _settings(args).cascade_config()
+    assert config.multi_turn_speculative_fallback is False and config.mode == "F"
+    assert config.multi_turn_threshold is None
+    assert shlex.split(_command(args))[-6:] == sets
+    for bad, says in [
+        ("threshold=lots", "threshold"),
+        ("tresholds=0.5", "tresholds"),
+        ("threshold", "expected FIELD=VALUE"),
+    ]:
+        code = main([*base, "--modes", "B", "--set", bad])
+        assert code == 2
+        assert says in capsys.readouterr().err
+
+
 def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     """Mode A's trajectories hold for any verifier and threshold (the expensive runs are
     shared across bundles); a verifier mode's do not."""
@@ -184,6 +209,11 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     f = {"mode": "F", "strong": strong, "proposer": cheap}
     assert _trajectory_key(args, **f) == _trajectory_key(
         args, **f, verifier=verifier, threshold=0.9, prefill_ahead=False
+    )
+    # mode F reads only the later decisions' switch of the fallback options
+    assert _trajectory_key(args, **f) == _trajectory_key(args, **f, speculative_fallback=False)
+    assert _trajectory_key(args, **f) != _trajectory_key(
+        args, **f, multi_turn_speculative_fallback=False
     )
 
 

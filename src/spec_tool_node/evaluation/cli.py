@@ -67,6 +67,8 @@ def _command(args: argparse.Namespace) -> str:
         value = getattr(args, flag)
         if value is not None and value != 0:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
+    for override in args.overrides:
+        parts += ["--set", override]
     if args.system_prompt:
         parts += ["--system-prompt", args.system_prompt]
     for flag in ("float32_logits",):
@@ -288,6 +290,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--threshold", type=float, help="accept threshold on p(ACCEPT) (default: the config's)"
     )
     p.add_argument("--n-drafts", type=int, help="drafts per decision in mode E (default 3)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one field of the cascade config (the bundle's cascade.json); VALUE is "
+        "read as JSON where it parses (true, null, 0.9), else as text; repeatable",
+    )
     p.add_argument(
         "--live-check",
         type=int,

@@ -8,10 +8,11 @@ the evaluation's live check and the trajectory runs share one node factory.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spec_tool_node.config import CascadeConfig, ModelSpec
 from spec_tool_node.errors import ConfigError
@@ -42,6 +43,8 @@ class RunSettings(BaseModel):
     verifier: str | None = None
     threshold: float | None = None
     n_drafts: int | None = None
+    overrides: list[str] = Field(default_factory=list)
+    """``FIELD=VALUE`` overrides of the cascade config, applied last (:func:`config_overrides`)."""
     max_new_tokens: int = Field(default=128, gt=0)
     dtype: str = "bfloat16"
     device: str | None = None
@@ -64,7 +67,34 @@ class RunSettings(BaseModel):
             update["threshold"] = self.threshold
         if self.n_drafts is not None:
             update["n_drafts"] = self.n_drafts
-        return CascadeConfig.model_validate({**config.model_dump(), **update})
+        update |= config_overrides(self.overrides)
+        try:
+            return CascadeConfig.model_validate({**config.model_dump(), **update})
+        except ValidationError as e:
+            given = ", ".join(self.overrides) or "none"
+            raise ConfigError(f"invalid cascade config (--set: {given}):\n{e}") from e
+
+
+def config_overrides(items: list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` items as a dict; a VALUE that parses as JSON is taken as JSON (``true``,
+    ``null``, ``0.9``, ``{...}``), any other as text.
+
+    Raises:
+        ConfigError: an item without ``=`` or with no field name, or a field named twice.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set threshold=0.7")
+        if field in out:
+            raise ConfigError(f"--set {item!r}: {field} is set twice")
+        try:
+            out[field] = json.loads(text)
+        except json.JSONDecodeError:
+            out[field] = text
+    return out
 
 
 def require_models(modes: list[str], config: CascadeConfig, what: str = "modes") -> None:
