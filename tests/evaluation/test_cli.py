@@ -222,6 +222,8 @@ REPORTS = (
     "trajectories_a_vs_f",
     "trajectories_a_vs_d_probe_v6",
     "trajectories_default_bundle",
+    "trajectories_default_bundle_18",
+    "trajectories_default_bundle_30",
 )
 
 
