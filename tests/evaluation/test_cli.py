@@ -224,6 +224,7 @@ REPORTS = (
     "trajectories_default_bundle",
     "trajectories_default_bundle_18",
     "trajectories_default_bundle_30",
+    "trajectories_a_vs_f_first_decision",
 )
 
 
