@@ -8,6 +8,14 @@ whether they now agree.
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/lossless_float32_check.py \
         --rows benchmarks/results/lossless/forms/side_by_side.jsonl --only parallel_43 \
         >> benchmarks/results/lossless/forms/float32_check.jsonl
+
+With ``--eval-cache`` (an ``eval --modes F`` cache) and ``--data`` (its examples) the rows are
+built from the cached strong actions and continuations instead:
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/lossless_float32_check.py \
+        --eval-cache benchmarks/results/first_decision/cache \
+        --data benchmarks/results/first_decision/train_first.jsonl \
+        >> benchmarks/results/first_decision/float32_check.jsonl
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from spec_tool_node import bfcl
 from spec_tool_node.actions import tool_schemas
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.evaluation.collector import context_of
+from spec_tool_node.example_files import Example
 
 ROWS = Path("benchmarks/results/lossless/side_by_side.jsonl")
 
@@ -28,12 +37,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=Path, default=ROWS, help="side-by-side rows (JSONL)")
     parser.add_argument("--only", help="comma-separated example ids (default: every differing row)")
+    parser.add_argument("--eval-cache", type=Path, help="an `eval --modes F` cache folder")
+    parser.add_argument("--data", type=Path, help="with --eval-cache: its examples (JSONL)")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+    if args.eval_cache:
+        if not args.data:
+            parser.error("--eval-cache needs --data")
+        rows = _cached_rows(args.eval_cache)
+        examples = {ex.id: ex for ex in map(Example.model_validate_json, _lines(args.data))}
+    else:
+        rows = [json.loads(line) for line in _lines(args.rows)]
+        examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
     differing = [r for r in rows if r["F"]["raw_text"] != r["A"]["raw_text"]]
     if args.only:
         differing = [r for r in differing if r["id"] in args.only.split(",")]
-    examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
     strong = HFChatModel(
         model="qwen2.5-coder-1.5b-instruct", dtype="float32", max_new_tokens=128, prefix_cache=0
     )
@@ -54,6 +71,26 @@ def main() -> None:
             ),
             flush=True,
         )
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def _cached_rows(cache: Path) -> list[dict]:
+    """Side-by-side rows from an eval cache: each example's strong action (A), its continuation
+    of the draft (F) and the draft text the continuation checked."""
+    acts = {
+        r["id"]: r["act"] for f in cache.glob("strong--*.jsonl") for r in map(json.loads, _lines(f))
+    }
+    rows = []
+    for f in cache.glob("continued--*.jsonl"):
+        for r in map(json.loads, _lines(f)):
+            if r["id"] in acts:
+                draft = {"raw_text": r["of"], "end_text": ""}
+                rows.append({"id": r["id"], "A": acts[r["id"]], "F": r["continued"]})
+                rows[-1]["draft"] = draft
+    return rows
 
 
 if __name__ == "__main__":
