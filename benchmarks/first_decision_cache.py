@@ -21,12 +21,13 @@ strong model kept of the draft, and the trajectory's savings against mode A's on
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from spec_tool_node.bfcl.tasks import heldout_task_ids
 from spec_tool_node.bundle import Bundle
-from spec_tool_node.costs import CallRecord
+from spec_tool_node.cascade import call_record
+from spec_tool_node.evaluation.collector import rebuild_message
+from spec_tool_node.jsonl import read_records
 
 CACHE = Path("benchmarks/results/first_decision/cache")
 CONTINUED = (
@@ -39,20 +40,12 @@ def training_table(cache: Path) -> None:
     cost_model = Bundle.from_pretrained(BUNDLE).config.cost_model
     draft = cost_model.cheap
     rows, warm_total, cold_total = [], 0.0, 0.0
-    for line in (cache / f"{CONTINUED}.jsonl").read_text().splitlines():
-        entry = json.loads(line)
+    for entry in read_records(cache / f"{CONTINUED}.jsonl", strict=True):
         record = entry["continued"]
         info = record["lossless"]
-        call = CallRecord(
-            role="strong",
-            model=record["model_name"],
-            purpose="continue",
-            input_tokens=record["input_tokens"],
-            output_tokens=record["output_tokens"],
-            checked_tokens=info["checked_tokens"],
-            kept_tokens=info["kept_tokens"],
-            cached_tokens=record.get("cached_tokens", 0),
-        )
+        # the ledger entry the simulator's replay makes of this cached continuation
+        message = rebuild_message(record)
+        call = call_record("strong", record["model_name"], "continue", message, record["wall_s"])
         warm = draft + cost_model.cost(call)
         cold = draft + cost_model.cost(call.model_copy(update={"cached_tokens": 0}))
         warm_total, cold_total = warm_total + warm, cold_total + cold
@@ -75,9 +68,9 @@ def training_table(cache: Path) -> None:
 
 
 def trajectory_table(path: Path, against: Path, start: int) -> None:
-    a_savings = {r["task_id"]: r["summary"]["savings"] for r in map(json.loads, _lines(against))}
+    a_savings = {r["task_id"]: r["summary"]["savings"] for r in read_records(against, strict=True)}
     number = {task: i for i, task in enumerate(heldout_task_ids(), start=1)}
-    runs = sorted(map(json.loads, _lines(path)), key=lambda r: number[r["task_id"]])
+    runs = sorted(read_records(path, strict=True), key=lambda r: number[r["task_id"]])
     print("| # | task | prompt tokens | cached by the strong model | kept / draft | D against A |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in runs:
@@ -93,10 +86,6 @@ def trajectory_table(path: Path, against: Path, start: int) -> None:
             f"{first['kept_tokens']} / {first['draft_tokens']} | "
             f"{r['summary']['savings'] - a_savings[r['task_id']]:+.3f} |"
         )
-
-
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()]
 
 
 def main() -> None:

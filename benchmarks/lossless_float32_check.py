@@ -29,6 +29,7 @@ from spec_tool_node.actions import tool_schemas
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.evaluation.collector import context_of
 from spec_tool_node.example_files import Example
+from spec_tool_node.jsonl import read_records
 
 ROWS = Path("benchmarks/results/lossless/side_by_side.jsonl")
 
@@ -44,9 +45,10 @@ def main() -> None:
         if not args.data:
             parser.error("--eval-cache needs --data")
         rows = _cached_rows(args.eval_cache)
-        examples = {ex.id: ex for ex in map(Example.model_validate_json, _lines(args.data))}
+        data = read_records(args.data, strict=True)
+        examples = {ex.id: ex for ex in map(Example.model_validate, data)}
     else:
-        rows = [json.loads(line) for line in _lines(args.rows)]
+        rows = list(read_records(args.rows, strict=True))
         examples = {ex.id: ex for ex in bfcl.load_split("heldout", bfcl.HELDOUT_SINGLE_TURN, 50)}
     differing = [r for r in rows if r["F"]["raw_text"] != r["A"]["raw_text"]]
     if args.only:
@@ -59,7 +61,7 @@ def main() -> None:
         tools = [{"type": "function", "function": f} for f in tool_schemas(ex.tools).values()]
         context = context_of(ex)
         a = strong.bind_tools(tools).invoke(context).response_metadata["raw_text"]
-        draft = row["draft"]["raw_text"] + (row["draft"]["end_text"] or "")
+        draft = row["draft"]["raw_text"] + (row["draft"].get("end_text") or "")
         f = strong.continue_draft(context, draft, tools).response_metadata["raw_text"]
         print(
             json.dumps(
@@ -73,24 +75,16 @@ def main() -> None:
         )
 
 
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()]
-
-
 def _cached_rows(cache: Path) -> list[dict]:
     """Side-by-side rows from an eval cache: each example's strong action (A), its continuation
     of the draft (F) and the draft text the continuation checked."""
-    acts = {
-        r["id"]: r["act"] for f in cache.glob("strong--*.jsonl") for r in map(json.loads, _lines(f))
-    }
-    rows = []
-    for f in cache.glob("continued--*.jsonl"):
-        for r in map(json.loads, _lines(f)):
-            if r["id"] in acts:
-                draft = {"raw_text": r["of"], "end_text": ""}
-                rows.append({"id": r["id"], "A": acts[r["id"]], "F": r["continued"]})
-                rows[-1]["draft"] = draft
-    return rows
+    acts = {r["id"]: r["act"] for f in cache.glob("strong--*.jsonl") for r in read_records(f)}
+    return [
+        {"id": r["id"], "A": acts[r["id"]], "F": r["continued"], "draft": {"raw_text": r["of"]}}
+        for f in cache.glob("continued--*.jsonl")
+        for r in read_records(f)
+        if r["id"] in acts
+    ]
 
 
 if __name__ == "__main__":
