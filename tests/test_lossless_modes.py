@@ -203,6 +203,85 @@ def test_mode_f_later_decisions_may_be_the_strong_models_alone(strong, later):
     assert not CascadeConfig(multi_turn_speculative_fallback=False).continues_draft(True, True)
 
 
+@pytest.mark.parametrize("mode", ["F", "D"])
+def test_a_cold_prompt_is_not_drafted_for_when_a_draft_can_only_be_continued(strong, mode):
+    """With ``max_uncached_prompt_tokens`` below the first prompt's length, the first decision
+    (its prompt read cold) asks no draft; the second (its prompt mostly cached by the first)
+    drafts and continues. The actions stay mode A's. In mode D the rule applies where no draft
+    can be accepted (threshold above 1)."""
+    script = [call("get_weather", city="Paris"), call("get_weather", city="Rome")]
+    strong.clear_prefix_cache()
+    cold = strong.uncached_prompt_tokens(QUESTION, [get_weather])
+
+    def run(config: CascadeConfig) -> list:
+        strong.clear_prefix_cache()
+        node = SpeculativeActionNode(
+            proposer=ScriptedChatModel(name="cheap", script=list(script)),
+            strong=strong,
+            verifier=ScriptedVerifier([1.0]),
+            tools=[get_weather],
+            config=config,
+        )
+        return _agent_ledger(node)
+
+    threshold = 0.5 if mode == "F" else ACCEPTS_NOTHING
+    ledger = run(CascadeConfig(mode=mode, threshold=threshold, max_uncached_prompt_tokens=cold - 1))
+    first, second, *_ = ledger
+    assert ([c.purpose for c in first.calls], first.path) == (["act"], "strong")
+    assert first.reject_reason.startswith(f"cold prompt: the strong model would read {cold} ")
+    assert [c.purpose for c in second.calls][:2] == ["draft", "continue"]
+    assert [t.action for t in ledger] == [t.action for t in run(CascadeConfig(mode="A"))]
+    drafted = run(CascadeConfig(mode=mode, threshold=threshold, max_uncached_prompt_tokens=cold))
+    assert [c.purpose for c in drafted[0].calls] == ["draft", "continue"]
+
+
+def test_a_cold_prompt_is_not_drafted_for_on_the_async_path(strong):
+    strong.clear_prefix_cache()
+    cold = strong.uncached_prompt_tokens(QUESTION, [get_weather])
+    node = SpeculativeActionNode(
+        proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
+        strong=strong,
+        tools=[get_weather],
+        config=CascadeConfig(mode="F", max_uncached_prompt_tokens=cold - 1),
+    )
+    turn = asyncio.run(node.ainvoke({"messages": QUESTION}))["spec_ledger"][-1]
+    assert ([c.purpose for c in turn.calls], turn.path) == (["act"], "strong")
+
+
+def test_a_strong_model_that_cannot_tell_its_cache_is_drafted_for(strong, monkeypatch, caplog):
+    """The count only saves a draft's cost: when asking for it fails, the proposer drafts and
+    the turn goes on as without the limit."""
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("tokenizer gone")
+
+    monkeypatch.setattr(type(strong), "uncached_prompt_tokens", broken)
+    node = SpeculativeActionNode(
+        proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
+        strong=strong,
+        tools=[get_weather],
+        config=CascadeConfig(mode="F", max_uncached_prompt_tokens=0),
+    )
+    _, turn = decide_once(node)
+    assert [c.purpose for c in turn.calls] == ["draft", "continue"]
+    assert "could not tell how much of the prompt" in caplog.text
+
+
+def test_an_open_decision_drafts_whatever_the_prompt(strong):
+    """Where the verifier may accept the draft (mode D, threshold at most 1), an accepted draft
+    saves a whole strong call whatever the prompt costs to read: the proposer is asked."""
+    strong.clear_prefix_cache()
+    node = SpeculativeActionNode(
+        proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
+        strong=strong,
+        verifier=ScriptedVerifier([0.9]),
+        tools=[get_weather],
+        config=CascadeConfig(mode="D", max_uncached_prompt_tokens=0),
+    )
+    _, turn = decide_once(node)
+    assert (turn.path, [c.purpose for c in turn.calls]) == ("accepted", ["draft", "verify"])
+
+
 def _agent_ledger(node: SpeculativeActionNode) -> list:
     """The ledger of a ReAct graph's run on QUESTION: one entry per decision."""
     builder = StateGraph(SpecAgentState)

@@ -91,6 +91,12 @@ class Propose:
 
 
 @dataclass(frozen=True)
+class Uncached:
+    """How many of the turn's prompt tokens the strong model would read that no prefix cache
+    holds; the driver answers an ``int``, or ``None`` when the strong model cannot tell."""
+
+
+@dataclass(frozen=True)
 class Score:
     drafts: list[Action]
 
@@ -155,7 +161,7 @@ def decide(
     answered: frozenset[str] = frozenset(),
     multi_turn: bool = False,
     gate: Callable[[AIMessage], float | None] = gate_signal,
-) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
+) -> Generator[Propose | Score | Act | Continue | Uncached, Any, Decision]:
     """The whole decision, for every mode.
 
     ``can_continue``: the strong model can continue a draft (mode F requires it; with
@@ -181,8 +187,14 @@ def decide(
     # a decision that accepts no draft, for a strong model that will not continue one, has no
     # use for a draft at all: asking the proposer would only add its cost
     judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
-    unused = (lossless or (judged and accepts_nothing(threshold))) and not continues
-    count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
+    only_continued = lossless or (judged and accepts_nothing(threshold))
+    unused = only_continued and not continues
+    cold = None  # a continuation would read this much of the prompt: too much for a draft to pay
+    limit = config.max_uncached_prompt_tokens
+    if only_continued and continues and has_strong and limit is not None:
+        uncached: int | None = yield Uncached()
+        cold = uncached if uncached is not None and uncached > limit else None
+    count = 0 if (unused or cold is not None) and has_strong else spec.draft_count(config.n_drafts)
     ahead = lossless and config.prefill_ahead
     drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
     for draft in drafts:
@@ -221,6 +233,8 @@ def decide(
     reason = None if lossless else _reject_reason(drafts, best, gate)
     if unused and not drafts:
         reason = _LATER_ALONE if lossless else _NO_DRAFT
+    elif cold is not None:
+        reason = _COLD.format(cold=cold, limit=limit)
     p_best = best.p_accept if best else None
     if passed and best and gate.escalate_to == "human":
         return Decision(best.action, "escalated", "cheap", best.message, p_best, reason, gate)
@@ -272,6 +286,13 @@ def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | No
     if not config.accept_calls and isinstance(action, ToolCallsAction):
         return _CALLS_TO_STRONG
     return None
+
+
+_COLD = (
+    "cold prompt: the strong model would read {cold} prompt tokens that no cache holds (more "
+    "than max_uncached_prompt_tokens, {limit}), which a continuation reads too, so a draft could "
+    "not repay the proposer: none was asked for"
+)
 
 
 _NO_CONTINUATION = (
@@ -475,6 +496,11 @@ class ModelCalls(Protocol):
 
     async def aprefill(self, watch: DraftWatch | None = None) -> int: ...
 
+    def uncached_prompt(self) -> int | None:
+        """How many of the turn's prompt tokens the strong model would read that no prefix
+        cache holds (it tokenises; no model runs), or None when it cannot tell."""
+        ...
+
 
 def call_record(
     role: Role,
@@ -676,6 +702,19 @@ async def _aprefill(models: ModelCalls, timeout: float | None, watch: DraftWatch
         return 0
 
 
+def _uncached(models: ModelCalls) -> int | None:
+    """:meth:`ModelCalls.uncached_prompt`, or None (the proposer then drafts) if asking fails:
+    the answer only saves a draft's cost, so a failure to give it must not end the turn."""
+    try:
+        uncached = models.uncached_prompt()
+    except Exception:
+        logger.warning(
+            "could not tell how much of the prompt the strong model has cached", exc_info=True
+        )
+        return None
+    return uncached if isinstance(uncached, int) and uncached >= 0 else None
+
+
 @dataclass
 class _ReadAhead:
     """What the strong model read beside the drafting and no call record counts yet."""
@@ -824,6 +863,8 @@ class Cascade:
                             watch.close()
                     if ahead is not None:
                         read = _ReadAhead(ahead(), watch.read_tokens)
+                elif isinstance(request, Uncached):
+                    answer = _uncached(models)
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
                     score = partial(
@@ -848,7 +889,7 @@ class Cascade:
 
     def _decision(
         self, context: Sequence[BaseMessage], tools: dict[str, dict[str, Any]]
-    ) -> Generator[Propose | Score | Act | Continue, Any, Decision]:
+    ) -> Generator[Propose | Score | Act | Continue | Uncached, Any, Decision]:
         """This turn's :func:`decide` generator (the one both drivers run)."""
         return decide(
             self.spec,
@@ -894,6 +935,8 @@ class Cascade:
                         )
                         read = _ReadAhead(prompt_read, watch.read_tokens)
                     answer: Any = [_as_draft(*d, models.proposer_name, calls) for d in drafted]
+                elif isinstance(request, Uncached):
+                    answer = _uncached(models)
                 elif isinstance(request, Score):
                     scorer = self._scorer(models)
                     ascore = partial(

@@ -57,7 +57,7 @@ def accepts_nothing(threshold: float) -> bool:
     return threshold > 1.0
 
 
-_ADDED_LATER = ("accept_calls", "multi_turn_speculative_fallback")
+_ADDED_LATER = ("accept_calls", "multi_turn_speculative_fallback", "max_uncached_prompt_tokens")
 """Decision fields added after trajectory runs were saved: at their defaults they decide as
 those runs did, so they stay out of the runs' cache keys (:meth:`CascadeConfig.result_fields`)."""
 
@@ -101,6 +101,16 @@ class CascadeConfig(BaseModel):
             above 1, or any draft in mode F) costs more than its continuation saves: with this
             off, the proposer is not asked at all and the strong model acts alone, as in mode A
             (so mode F stays lossless).
+        max_uncached_prompt_tokens: at a decision whose draft can only be continued (every one
+            in mode F; a fallback's where no draft can be accepted), the proposer is not asked
+            when the strong model would read more than this many prompt tokens that no prefix
+            cache holds (``HFChatModel.uncached_prompt_tokens``); the strong model then acts
+            alone. A continuation reads those tokens as writing from scratch does, so on a long
+            cold prompt the decoding steps a kept draft saves cannot repay the draft (an
+            agent's first decision on a 4,000-token prompt: 1.10 of one strong action, read
+            cold; 0.80 with the prompt cached). ``None`` always drafts; a strong model that
+            cannot tell is asked no question and the proposer drafts. Calibrate it on your own
+            continuations (``benchmarks/cold_prompt_limit.py``).
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
@@ -129,6 +139,7 @@ class CascadeConfig(BaseModel):
     accept_calls: bool = True
     speculative_fallback: bool = True
     multi_turn_speculative_fallback: bool | None = None
+    max_uncached_prompt_tokens: int | None = Field(default=None, ge=0)
     prefill_ahead: bool = True
     n_drafts: int = Field(default=3, ge=2)
     sample_kwargs: dict[str, Any] = Field(
@@ -189,7 +200,7 @@ class CascadeConfig(BaseModel):
         if spec.scorer in ("none", "lossless") or not spec.has_strong:
             drop |= {"speculative_fallback", "accept_calls"}
         if spec.scorer == "none" or not spec.has_strong:
-            drop.add("multi_turn_speculative_fallback")
+            drop |= {"multi_turn_speculative_fallback", "max_uncached_prompt_tokens"}
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

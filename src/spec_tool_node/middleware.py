@@ -120,6 +120,12 @@ class _HandlerModels:
     async def aprefill(self, watch: DraftWatch | None = None) -> int:
         return await asyncio.to_thread(self.prefill, watch)
 
+    def uncached_prompt(self) -> int | None:
+        """The prompt tokens the strong model would read uncached, when it can tell (a local
+        ``HFChatModel``); see ``CascadeConfig.max_uncached_prompt_tokens``."""
+        count = getattr(self.strong, "uncached_prompt_tokens", None)
+        return count(self._conversation(), list(self.request.tools)) if count else None
+
 
 class SpeculativeActionMiddleware(AgentMiddleware[SpecMiddlewareState, Any, Any]):
     """Speculative action selection for ``create_agent``.

@@ -132,6 +132,12 @@ class _BoundModels:
     async def aprefill(self, watch: DraftWatch | None = None) -> int:
         return await asyncio.to_thread(self.prefill, watch)
 
+    def uncached_prompt(self) -> int | None:
+        """The prompt tokens the strong model would read uncached, when it can tell (a local
+        ``HFChatModel``); see ``CascadeConfig.max_uncached_prompt_tokens``."""
+        count = getattr(self.node.strong, "uncached_prompt_tokens", None)
+        return count(self.messages, self.node.tool_list) if count else None
+
 
 def _stream_writer() -> StreamWriter:
     """The graph's custom-stream writer; outside a graph run (``node.invoke`` called directly)

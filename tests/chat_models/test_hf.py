@@ -197,6 +197,26 @@ def test_a_follow_up_turn_prefills_only_what_is_new_and_decodes_the_same(tiny_to
     assert details["cache_read"] == tokens - 1
 
 
+def test_uncached_prompt_tokens_counts_what_no_kept_prefix_supplies(tiny_tokenizer):
+    """What a call would read, told without reading: the whole prompt at first, after a reply
+    only what the next prompt adds (what the call then reads), nothing with no cache kept."""
+    model = make_model(tiny_tokenizer)
+    tools = [get_weather, get_time]
+    chat = HFChatModel(model="t", loaded=(model, tiny_tokenizer), max_new_tokens=8)
+    first = [HumanMessage(QUESTION)]
+    before = chat.uncached_prompt_tokens(first, tools)
+    reply = chat.bind_tools(tools).invoke(first)
+    assert before == reply.usage_metadata["input_tokens"]
+    follow = [*first, reply, HumanMessage("And in Lyon?")]
+    ahead = chat.uncached_prompt_tokens(follow, tools)
+    again = chat.bind_tools(tools).invoke(follow).usage_metadata
+    assert 0 < ahead == again["input_tokens"] - again["input_token_details"]["cache_read"]
+    assert ahead < before
+    assert chat.uncached_prompt_tokens(follow, tools) == 0  # kept whole after that call
+    chat.clear_prefix_cache()
+    assert chat.uncached_prompt_tokens(follow, tools) == again["input_tokens"]
+
+
 def test_length_finish_reason_when_budget_runs_out(taught):
     reply = taught.bind_tools([get_weather, get_time]).invoke(
         [HumanMessage(QUESTION)], max_new_tokens=12

@@ -205,6 +205,9 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
         args, mode="A", strong=strong, multi_turn_speculative_fallback=False
     )
     assert a == _trajectory_key(args, mode="A", strong=strong, accept_calls=False)
+    assert a == _trajectory_key(args, mode="A", strong=strong, max_uncached_prompt_tokens=100)
+    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=None) == key_d
+    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=100) != key_d
     assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
     f = {"mode": "F", "strong": strong, "proposer": cheap}
     assert _trajectory_key(args, **f) == _trajectory_key(

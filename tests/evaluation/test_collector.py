@@ -297,6 +297,12 @@ def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):
     assert [r.correct for r in simulation.results["F"]] == [
         r.correct for r in simulation.results["A"]
     ]
+    # a limit below every prompt's uncached tokens: F asks no draft, and is A
+    cold = CascadeConfig(max_uncached_prompt_tokens=0)
+    alone = simulate(examples, again, cold, thresholds=[0.5], modes="AF").results
+    assert [(r.path, r.calls) for r in alone["F"]] == [("strong", ["strong:act"])] * 2
+    assert [r.cost for r in alone["F"]] == [r.cost for r in alone["A"]]
+    assert alone["F"][0].reject_reason.startswith("cold prompt: the strong model would read")
 
     # a changed draft makes its continuation stale
     lines = keys.path(tmp_path, "proposer").read_text().splitlines()

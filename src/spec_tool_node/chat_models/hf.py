@@ -797,6 +797,23 @@ class HFChatModel(BaseChatModel):
                 self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
         return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
 
+    def uncached_prompt_tokens(
+        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """How many tokens of the prompt of ``messages`` this model would read now: those no
+        kept conversation prefix (``prefix_cache``) supplies. Reads nothing; tokenises only.
+
+        The cascade asks before drafting (``CascadeConfig.max_uncached_prompt_tokens``): a
+        continuation reads these tokens as writing from scratch does, so where they are many
+        the decoding steps a kept draft saves cannot repay the proposer.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
+        ids = self._tokenizer(self._prompt(messages, formatted, None), add_special_tokens=False)
+        ids = ids.input_ids
+        with self._lock:
+            best = max((_common_prefix(known, ids) for known, _, _ in self._prefixes), default=0)
+        return len(ids) - (best if best >= _MIN_PREFIX else 0)
+
     def prefill(
         self,
         messages: Sequence[BaseMessage],

@@ -4,7 +4,8 @@
 answers its requests from the cache instead of calling models: ``Propose`` with the cached drafts
 rebuilt as AIMessages (invalid ones keep their ``invalid_tool_calls``, a proposer that raised is
 a draft with its error), ``Score`` with the cached p(ACCEPT) of the verifier (or the judge in mode
-C), ``Act`` with the strong model's cached action. Each answered call is recorded as the cascade
+C), ``Act`` with the strong model's cached action, ``Uncached`` with the prompt tokens that action
+read. Each answered call is recorded as the cascade
 records it (role, model, tokens, wall seconds), and the turn is priced by
 ``config.cost_model.turn``, so a simulated turn costs what the live turn would.
 
@@ -39,6 +40,7 @@ from spec_tool_node.cascade import (
     Draft,
     Propose,
     Scored,
+    Uncached,
     answered_calls,
     call_record,
     decide,
@@ -198,6 +200,14 @@ class _Replay:
             raise self._missing("strong action")
         return self._strong(record, "act")
 
+    def uncached(self) -> int | None:
+        """The prompt tokens the cached strong action read (its input less what a prefix cache
+        supplied): what a continuation would read too. None without a cached action."""
+        record = self.collected.strong
+        if record is None or record.get("exception"):
+            return None
+        return record.get("input_tokens", 0) - record.get("cached_tokens", 0)
+
     def continue_(self, draft: AIMessage) -> AIMessage:
         """The cached continuation of ``draft``: the greedy draft's, or a sample's by its text."""
         if self.greedy is not None and draft is self.greedy:
@@ -279,6 +289,8 @@ def replay(
                 answer = answers.act()
             elif isinstance(request, Continue):
                 answer = answers.continue_(request.draft)
+            elif isinstance(request, Uncached):
+                answer = answers.uncached()
             else:
                 answer = answers.score(request.drafts, spec.scorer)
             request = steps.send(answer)
