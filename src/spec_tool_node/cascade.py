@@ -187,7 +187,7 @@ def decide(
     # a decision that accepts no draft, for a strong model that will not continue one, has no
     # use for a draft at all: asking the proposer would only add its cost
     judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
-    only_continued = lossless or (judged and accepts_nothing(threshold))
+    only_continued = config.drafts_only_to_continue(multi_turn)
     unused = only_continued and not continues
     cold = None  # a continuation would read this much of the prompt: too much for a draft to pay
     limit = config.max_uncached_prompt_tokens

@@ -172,6 +172,17 @@ class CascadeConfig(BaseModel):
             return self.multi_turn_speculative_fallback
         return lossless or self.speculative_fallback
 
+    def drafts_only_to_continue(self, multi_turn: bool) -> bool:
+        """Whether a draft at a first-turn or a later decision can only be continued, never
+        accepted as it stands: every one in mode F; a scored mode's where its threshold is above
+        1. ``max_uncached_prompt_tokens`` applies there (when the strong model continues)."""
+        scorer = MODES[self.mode].scorer
+        if scorer == "gate":
+            return accepts_nothing(self.gate_threshold)
+        if scorer in ("verifier", "judge"):
+            return accepts_nothing(self.accept_threshold(multi_turn))
+        return scorer == "lossless"
+
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a
         saved run depend on, so a result cache keyed by them is found again under any verifier
@@ -180,7 +191,8 @@ class CascadeConfig(BaseModel):
         Read from the mode table: the models the mode requires or uses when given, the
         thresholds of its scorer, sampling only when it drafts more than once, the fallback
         options only when a draft can be rejected for the strong model (in mode F, only the
-        later decisions' switch). Left out:
+        later decisions' switch), the cold-prompt limit only where some decision's draft can
+        only be continued. Left out:
         ``prefill_ahead`` (it changes when the strong model reads, not what any model writes),
         ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
         :meth:`CostModel.repriced`), and fields added after runs were saved while they decide
@@ -200,7 +212,13 @@ class CascadeConfig(BaseModel):
         if spec.scorer in ("none", "lossless") or not spec.has_strong:
             drop |= {"speculative_fallback", "accept_calls"}
         if spec.scorer == "none" or not spec.has_strong:
-            drop |= {"multi_turn_speculative_fallback", "max_uncached_prompt_tokens"}
+            drop.add("multi_turn_speculative_fallback")
+        lossless = spec.scorer == "lossless"
+        if not spec.has_strong or not any(
+            self.drafts_only_to_continue(later) and self.continues_draft(later, lossless)
+            for later in (False, True)
+        ):
+            drop.add("max_uncached_prompt_tokens")  # no decision it would ask about
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

@@ -207,7 +207,16 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     assert a == _trajectory_key(args, mode="A", strong=strong, accept_calls=False)
     assert a == _trajectory_key(args, mode="A", strong=strong, max_uncached_prompt_tokens=100)
     assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=None) == key_d
-    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=100) != key_d
+    # the cold-prompt limit: only where some draft can only be continued
+    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=100) == key_d
+    closed = {**d, "multi_turn_threshold": 1.01}
+    assert _trajectory_key(args, mode="D", **closed, max_uncached_prompt_tokens=100) != (
+        _trajectory_key(args, mode="D", **closed)
+    )
+    assert _trajectory_key(
+        args, mode="D", **closed, multi_turn_speculative_fallback=False,
+        max_uncached_prompt_tokens=100,
+    ) == _trajectory_key(args, mode="D", **closed, multi_turn_speculative_fallback=False)  # fmt: skip
     assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
     f = {"mode": "F", "strong": strong, "proposer": cheap}
     assert _trajectory_key(args, **f) == _trajectory_key(
@@ -218,6 +227,7 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     assert _trajectory_key(args, **f) != _trajectory_key(
         args, **f, multi_turn_speculative_fallback=False
     )
+    assert _trajectory_key(args, **f) != _trajectory_key(args, **f, max_uncached_prompt_tokens=9)
 
 
 REPORTS = (
