@@ -29,6 +29,9 @@ def calls(text: str) -> list[dict]:
         '{"tool_calls": [{"name": "get_weather", "args": {"city": "Paris"}}]}',
         # braces doubled as in a format-string template (Qwen2.5-Coder-1.5B, seen in the evaluation)
         '<tool_call>\n{{"name": "get_weather", "arguments": {"city": "Paris"}}}\n</tool_call>',
+        # wrapped in chat-control tokens instead of the tags (a LoRA-tuned 0.5B, benchmarks/sft)
+        '<|im_start|>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n<|im_start|>',
+        '<|im_start|>assistant\n{"name": "get_weather", "arguments": {"city": "Paris"}}',
     ],
 )
 def test_single_call_formats(text):
@@ -65,6 +68,7 @@ def test_text_around_a_call_stays_content():
         '```json\n{"temperature": 21}\n```',  # JSON that is not a call is an answer
         "```python\nprint('hi')\n```",
         "{not json at all",
+        "<|im_start|>Paris is sunny today.",  # a stray control token leaves an answer as it was
     ],
 )
 def test_plain_answers_have_no_calls(text):

@@ -6,7 +6,8 @@ format-string template (``{{"name": ...}}``, which Qwen2.5-Coder-1.5B writes aft
 prompt). Every form becomes
 ``AIMessage.tool_calls``; a reply that clearly tries to call a tool but does not parse becomes an
 entry of ``invalid_tool_calls`` and never an exception, so a misbehaving model cannot crash a run.
-That includes a call followed by JSON that is no call (a tool result the model made up itself).
+That includes a call followed by JSON that is no call (a tool result the model made up itself),
+and a call wrapped in chat-control tokens (``<|im_start|>``) instead of the template's tags.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from spec_tool_node.actions import new_call_id
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _FENCED = re.compile(r"```[ \t]*([\w-]*)[ \t]*\n?(.*?)```", re.S)
 _JSON_FENCE_LANGS = {"", "json", "tool_call", "tool_code", "jsonc"}
+_CONTROL = re.compile(r"<\|[a-z_]+\|>(?:(?:assistant|user|system|tool)\n)?")
 
 
 @dataclass
@@ -174,7 +176,9 @@ def parse_reply(text: str) -> ParsedReply:
         reply.content = reply.content.strip()
         return reply
 
-    stripped = text.strip()
+    # chat-control tokens a small model writes around a call instead of the template's tags
+    # (``<|im_start|>{"name": ...}<|im_start|>``) are no part of what it says
+    stripped = _CONTROL.sub("\n", text).strip()
     if stripped[:1] in "{[" and _parse_blob(stripped, reply, must_be_call=False):
         reply.content = ""
     return reply

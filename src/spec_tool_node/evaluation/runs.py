@@ -71,8 +71,8 @@ class RunSettings(BaseModel):
         try:
             return CascadeConfig.model_validate({**config.model_dump(), **update})
         except ValidationError as e:
-            given = ", ".join(self.overrides) or "none"
-            raise ConfigError(f"invalid cascade config (--set: {given}):\n{e}") from e
+            given = f" (--set: {', '.join(self.overrides)})" if self.overrides else ""
+            raise ConfigError(f"invalid cascade config{given}:\n{e}") from e
 
 
 def config_overrides(items: list[str]) -> dict[str, Any]:
