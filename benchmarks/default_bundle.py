@@ -9,7 +9,9 @@ decode/prefill speed ratio for the strong model (benchmarks/results/assets.md: Q
 decodes 4.14 tok/s and prefills 107.1 tok/s, so one read token costs 4.14 / 107.1 = 0.039 of a
 written one). With ``--verifier-bundle`` the verifier of that bundle is carried along with its
 thresholds and card, so users can switch to mode D with the speculative fallback without another
-download.
+download. Two settings are written into the bundle afterwards, each by the command that measured
+it (both recorded in the card): the multi-turn threshold (``spec-tool-node train calibrate
+--write``) and ``max_uncached_prompt_tokens`` (``benchmarks/cold_prompt_limit.py --write``).
 """
 
 from __future__ import annotations
