@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
 from spec_tool_node.cascade import Cascade
-from spec_tool_node.config import CascadeConfig
+from spec_tool_node.config import ACCEPTS_NOTHING, CascadeConfig
 from spec_tool_node.errors import ConfigError, SpecToolNodeError
 from spec_tool_node.evaluation import collect, live_check, simulate
 from spec_tool_node.evaluation.collector import Needs
@@ -98,3 +99,18 @@ def test_a_toy_mode_added_to_the_table_is_collected_and_simulated(pair_mode, tmp
     paths = {r.id: r.path for r in simulation.results["X"]}
     assert paths["ex1"] == "accepted"  # greedy Paris (0.9) beats the sample Lyon (0.2)
     assert paths["ex2"] == "accepted"  # greedy Lyon (0.2) loses to the sample Rome (0.8)
+
+
+@pytest.mark.parametrize("draft", [call("get_weather", city="Paris"), AIMessage("It is sunny.")])
+def test_mode_b_trusts_its_draft_whatever_the_thresholds(draft):
+    """Mode B reads no threshold (they stay out of its cache keys): a later decision under a
+    bundle whose multi-turn threshold accepts nothing still takes the proposer's draft."""
+    later = [HumanMessage("Weather in Paris?"), AIMessage("Let me see."), HumanMessage("Well?")]
+    config = CascadeConfig(
+        mode="B", threshold=ACCEPTS_NOTHING, multi_turn_threshold=ACCEPTS_NOTHING
+    )
+    node = SpeculativeActionNode(
+        proposer=ScriptedChatModel(name="cheap", script=[draft]), tools=sim.TOOLS, config=config
+    )
+    turn = node.invoke({"messages": later})["spec_ledger"][-1]
+    assert (turn.path, turn.winner) == ("accepted", "cheap")

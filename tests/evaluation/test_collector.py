@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 
 from spec_tool_node.actions import action_from_message, canonical_text, tool_schemas
+from spec_tool_node.cascade import call_record
 from spec_tool_node.chat_models.hf import HFChatModel
 from spec_tool_node.config import CascadeConfig
+from spec_tool_node.costs import CostModel
 from spec_tool_node.errors import ConfigError
 from spec_tool_node.evaluation import (
     CacheMissingError,
@@ -303,6 +306,20 @@ def test_mode_f_collects_the_strong_continuation_of_each_greedy_draft(tmp_path):
     assert [(r.path, r.calls) for r in alone["F"]] == [("strong", ["strong:act"])] * 2
     assert [r.cost for r in alone["F"]] == [r.cost for r in alone["A"]]
     assert alone["F"][0].reject_reason.startswith("cold prompt: the strong model would read")
+    # the collection ran the action first, so its continuation found the prompt cached; a live
+    # continuation reads what the action had to read, and the replay prices it that way
+    collected = copy.deepcopy(again["ex0"])
+    act, cont = collected.strong, collected.continued
+    assert cont.get("cached_tokens", 0) > act.get("cached_tokens", 0)
+    # as if the strong model had kept 6 of the draft's tokens and written the last 2 itself
+    cont["lossless"].update(checked_tokens=7, kept_tokens=6)
+    cont.update(input_tokens=cont["input_tokens"] + 7, output_tokens=2)
+    cost_model = CostModel(prefill_weight=0.05)
+    f = replay(examples[0], collected, CascadeConfig(mode="F", cost_model=cost_model))
+    recorded = call_record("strong", "s", "continue", rebuild_message(cont), 0.0)
+    live = recorded.model_copy(update={"cached_tokens": act.get("cached_tokens", 0)})
+    assert f.cost == pytest.approx(cost_model.cheap + cost_model.cost(live))
+    assert cost_model.cost(live) > cost_model.cost(recorded) + 0.1  # reading the prompt: dearer
 
     # a changed draft makes its continuation stale
     lines = keys.path(tmp_path, "proposer").read_text().splitlines()

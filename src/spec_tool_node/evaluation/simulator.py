@@ -217,10 +217,21 @@ class _Replay:
             record = self.collected.continuations.get(text) if text is not None else None
         if record is None:
             raise self._missing(f"strong continuation of this draft{self.hint}")
-        return self._strong(record, "continue")
+        return self._strong(record, "continue", cached=self.cached_before())
 
-    def _strong(self, record: dict[str, Any], purpose: str) -> AIMessage:
-        """A cached strong-model call: its reply, recorded; a cached failure propagates."""
+    def cached_before(self) -> int | None:
+        """How much of the prompt a prefix cache held when the decision began: what the cached
+        strong action found cached. The collection runs that action before the continuation,
+        which then finds the whole prompt cached by it; a live continuation (mode F reads the
+        prompt beside the drafting) reads the rest, so the replay prices it that way."""
+        act = self.collected.strong
+        if act is None or act.get("exception"):
+            return None
+        return act.get("cached_tokens", 0)
+
+    def _strong(self, record: dict[str, Any], purpose: str, cached: int | None = None) -> AIMessage:
+        """A cached strong-model call: its reply, recorded (with at most ``cached`` prompt tokens
+        from a prefix cache, when given); a cached failure propagates."""
         if record.get("exception"):
             raise _StrongFailed(
                 f"the strong model {record.get('model_name')!r} failed, and there is no "
@@ -229,7 +240,10 @@ class _Replay:
             )
         message = rebuild_message(record)
         name = record.get("model_name") or "strong"
-        self.calls.append(call_record("strong", name, purpose, message, record.get("wall_s", 0.0)))
+        call = call_record("strong", name, purpose, message, record.get("wall_s", 0.0))
+        if cached is not None and call.cached_tokens > cached:
+            call = call.model_copy(update={"cached_tokens": cached})
+        self.calls.append(call)
         return message
 
 
