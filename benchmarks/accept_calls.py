@@ -28,7 +28,7 @@ from spec_tool_node.evaluation.simulator import SampleResult, replay
 VARIANTS = {
     "A": ("A", {}),
     "B": ("B", {}),
-    "D": ("D", {}),
+    "D": ("D", {"accept_calls": True}),
     "D calls to strong": ("D", {"accept_calls": False}),
 }
 
