@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph import START, StateGraph
@@ -488,6 +488,28 @@ def test_mode_f_middleware_reads_the_prompt_ahead(strong, monkeypatch):
     first = out["spec_ledger"][0]
     assert first.path == "continued" and '"city": "Paris"' in first.action
     assert len(prompts) == len(out["spec_ledger"]) and "Be brief." in prompts[0]
+
+
+def test_mode_f_middleware_skips_a_cold_prompt(strong):
+    """Through create_agent: the count the limit reads is the middleware's own prompt (with the
+    agent's system prompt); the first decision, read cold, asks no draft."""
+    from langchain.agents import create_agent
+
+    from spec_tool_node.middleware import SpeculativeActionMiddleware
+
+    strong.clear_prefix_cache()
+    system = "Be brief."
+    cold = strong.uncached_prompt_tokens([SystemMessage(system), *QUESTION], [get_weather])
+    assert cold > strong.uncached_prompt_tokens(QUESTION, [get_weather])
+    cheap = ScriptedChatModel(name="cheap", script=[AIMessage("Sunny.")])
+    config = CascadeConfig(mode="F", max_uncached_prompt_tokens=cold - 1)
+    middleware = SpeculativeActionMiddleware(proposer=cheap, strong=strong, config=config)
+    agent = create_agent(
+        model=strong, tools=[get_weather], middleware=[middleware], system_prompt=system
+    )
+    first = agent.invoke({"messages": QUESTION}, {"recursion_limit": 8})["spec_ledger"][0]
+    assert ([c.purpose for c in first.calls], first.path) == (["act"], "strong")
+    assert first.reject_reason.startswith(f"cold prompt: the strong model would read {cold} ")
 
 
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])
