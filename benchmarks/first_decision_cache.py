@@ -13,7 +13,8 @@ the prompt must be read, reading it (3,700-6,500 tokens here, each 0.039 of a de
 is most of that work and a continuation cannot skip it, so keeping the draft saves little.
 
 With ``--trajectories`` it lists, per task from ``--from`` on, the first decision of a live
-mode-D trajectory cache: how much of the strong model's prompt a prefix cache held, what the
+mode-D or mode-F trajectory cache (a first decision the cold-prompt limit left to the strong model
+shows no draft): how much of the strong model's prompt a prefix cache held, what the
 strong model kept of the draft, and the trajectory's savings against mode A's on the same task
 (``--against``).
 """
@@ -71,20 +72,24 @@ def trajectory_table(path: Path, against: Path, start: int) -> None:
     a_savings = {r["task_id"]: r["summary"]["savings"] for r in read_records(against, strict=True)}
     number = {task: i for i, task in enumerate(heldout_task_ids(), start=1)}
     runs = sorted(read_records(path, strict=True), key=lambda r: number[r["task_id"]])
-    print("| # | task | prompt tokens | cached by the strong model | kept / draft | D against A |")
+    print("| # | task | prompt tokens | cached by the strong model | kept / draft | against A |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in runs:
         if number[r["task_id"]] < start or r["task_id"] not in a_savings:
             continue
         first = r["ledger"][0]
-        cont = next((c for c in first["calls"] if c["purpose"] == "continue"), None)
-        if cont is None:
+        strong = next((c for c in first["calls"] if c["role"] == "strong"), None)
+        if strong is None:
             continue
-        share = cont["cached_tokens"] / cont["input_tokens"]
+        share = strong["cached_tokens"] / strong["input_tokens"]
+        kept = (
+            f"{first['kept_tokens']} / {first['draft_tokens']}"
+            if strong["purpose"] == "continue"
+            else "no draft (strong alone)"
+        )
         print(
-            f"| {number[r['task_id']]} | {r['task_id']} | {cont['input_tokens']} | {share:.0%} | "
-            f"{first['kept_tokens']} / {first['draft_tokens']} | "
-            f"{r['summary']['savings'] - a_savings[r['task_id']]:+.3f} |"
+            f"| {number[r['task_id']]} | {r['task_id']} | {strong['input_tokens']} | {share:.0%} | "
+            f"{kept} | {r['summary']['savings'] - a_savings[r['task_id']]:+.3f} |"
         )
 
 
@@ -93,7 +98,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cache", type=Path, default=CACHE, help="the training-side F cache")
-    parser.add_argument("--trajectories", type=Path, help="a mode-D trajectory cache (JSONL)")
+    parser.add_argument("--trajectories", type=Path, help="a mode-D or F trajectory cache (JSONL)")
     parser.add_argument("--against", type=Path, help="mode A's trajectory cache, same tasks")
     parser.add_argument("--from", dest="start", type=int, default=1, help="first task number")
     args = parser.parse_args()
