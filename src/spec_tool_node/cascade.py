@@ -180,7 +180,7 @@ def decide(
     lossless = spec.scorer == "lossless"
     if lossless and not can_continue:
         raise ConfigError(_NO_CONTINUATION)
-    threshold = _threshold(spec, config, multi_turn)
+    threshold = config.draft_threshold(multi_turn)
     continues = can_continue and config.continues_draft(multi_turn, lossless)
     # a decision that accepts no draft, for a strong model that will not continue one, has no
     # use for a draft at all: asking the proposer would only add its cost
@@ -267,17 +267,6 @@ def decide(
         failed.message.text if failed and failed.message else ""
     ) or f"No valid action ({reason})."
     return Decision(RespondAction(content=text), "invalid", "cheap", None, None, reason)
-
-
-def _threshold(spec: ModeSpec, config: CascadeConfig, multi_turn: bool) -> float:
-    """The p(ACCEPT) a draft needs: mode G's gate threshold, a verifier's or judge's accept
-    threshold for this kind of decision, and none for mode B, which trusts its draft (so a
-    bundle's ``multi_turn_threshold`` above 1 cannot turn B's later drafts away)."""
-    if spec.scorer == "gate":
-        return config.gate_threshold
-    if spec.scorer in ("verifier", "judge"):
-        return config.accept_threshold(multi_turn)
-    return 0.0
 
 
 _CALLS_TO_STRONG = "calls: accept_calls is off, so a tool call goes to the strong model"

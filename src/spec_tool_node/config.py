@@ -172,16 +172,27 @@ class CascadeConfig(BaseModel):
             return self.multi_turn_speculative_fallback
         return lossless or self.speculative_fallback
 
+    def draft_threshold(self, multi_turn: bool) -> float:
+        """The p(ACCEPT) a draft of this config's mode needs at a first-turn or a later
+        decision: mode G's gate threshold, a verifier's or judge's accept threshold, and none
+        for the other modes (mode B trusts its draft, so a ``multi_turn_threshold`` above 1
+        cannot turn B's later drafts away; mode F accepts no draft as it stands)."""
+        scorer = MODES[self.mode].scorer
+        if scorer == "gate":
+            return self.gate_threshold
+        if scorer in ("verifier", "judge"):
+            return self.accept_threshold(multi_turn)
+        return 0.0
+
     def drafts_only_to_continue(self, multi_turn: bool) -> bool:
         """Whether a draft at a first-turn or a later decision can only be continued, never
         accepted as it stands: every one in mode F; a scored mode's where its threshold is above
         1. ``max_uncached_prompt_tokens`` applies there (when the strong model continues)."""
         scorer = MODES[self.mode].scorer
-        if scorer == "gate":
-            return accepts_nothing(self.gate_threshold)
-        if scorer in ("verifier", "judge"):
-            return accepts_nothing(self.accept_threshold(multi_turn))
-        return scorer == "lossless"
+        scored = scorer in ("verifier", "judge", "gate")
+        return scorer == "lossless" or (
+            scored and accepts_nothing(self.draft_threshold(multi_turn))
+        )
 
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a

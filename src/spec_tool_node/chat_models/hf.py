@@ -773,10 +773,8 @@ class HFChatModel(BaseChatModel):
             read (prompt and checked draft, less a reused prefix cache) and as output only the
             tokens it wrote itself.
         """
-        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
-        prompt = self._prompt(messages, formatted, None)
+        formatted, prompt, prompt_ids = self._prompt_ids(messages, tools)
         text = draft if isinstance(draft, str) else self.draft_text(messages, draft, formatted)
-        prompt_ids = self._tokenizer(prompt, add_special_tokens=False).input_ids
         forms = self._draft_forms(messages, draft, text, formatted)
         budget = max_new_tokens or self.max_new_tokens
         with self._lock:
@@ -797,6 +795,16 @@ class HFChatModel(BaseChatModel):
                 self._remember((prompt_ids + result.token_ids)[:-1], result.cache)
         return self._continuation_message(result, prompt, len(prompt_ids), reused, formatted)
 
+    def _prompt_ids(
+        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None
+    ) -> tuple[list[dict[str, Any]] | None, str, list[int]]:
+        """The tools as the template lists them, the prompt of ``messages`` and its token ids:
+        what a single reply on this conversation reads (the continuation, the read-ahead and
+        the count of what is uncached all start from it)."""
+        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
+        prompt = self._prompt(messages, formatted, None)
+        return formatted, prompt, self._tokenizer(prompt, add_special_tokens=False).input_ids
+
     def uncached_prompt_tokens(
         self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
     ) -> int:
@@ -807,9 +815,7 @@ class HFChatModel(BaseChatModel):
         continuation reads these tokens as writing from scratch does, so where they are many
         the decoding steps a kept draft saves cannot repay the proposer.
         """
-        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
-        ids = self._tokenizer(self._prompt(messages, formatted, None), add_special_tokens=False)
-        ids = ids.input_ids
+        _, _, ids = self._prompt_ids(messages, tools)
         with self._lock:
             best = max((_common_prefix(known, ids) for known, _, _ in self._prefixes), default=0)
         return len(ids) - (best if best >= _MIN_PREFIX else 0)
@@ -850,9 +856,7 @@ class HFChatModel(BaseChatModel):
             return 0
         from transformers import DynamicCache
 
-        formatted = [convert_to_openai_tool(t) for t in tools or []] or None
-        prompt = self._prompt(messages, formatted, None)
-        ids = self._tokenizer(prompt, add_special_tokens=False).input_ids
+        formatted, _, ids = self._prompt_ids(messages, tools)
         with self._lock, torch.inference_mode():
             found: dict[str, Any] = {}
             reused = self._reuse_prefix(ids, found)

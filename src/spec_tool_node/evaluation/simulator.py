@@ -203,10 +203,8 @@ class _Replay:
     def uncached(self) -> int | None:
         """The prompt tokens the cached strong action read (its input less what a prefix cache
         supplied): what a continuation would read too. None without a cached action."""
-        record = self.collected.strong
-        if record is None or record.get("exception"):
-            return None
-        return record.get("input_tokens", 0) - record.get("cached_tokens", 0)
+        cached = self.cached_before()
+        return None if cached is None else self.collected.strong.get("input_tokens", 0) - cached
 
     def continue_(self, draft: AIMessage) -> AIMessage:
         """The cached continuation of ``draft``: the greedy draft's, or a sample's by its text."""
