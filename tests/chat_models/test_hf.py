@@ -217,6 +217,33 @@ def test_uncached_prompt_tokens_counts_what_no_kept_prefix_supplies(tiny_tokeniz
     assert chat.uncached_prompt_tokens(follow, tools) == again["input_tokens"]
 
 
+def test_prefix_cache_keeps_the_latest_state_of_each_conversation(tiny_tokenizer):
+    """A conversation whose next prompt does not extend its last reply token for token (the
+    template renders a call its own way) keeps a new prefix per decision; with two kept, a
+    second conversation of two decisions must not push the first one out: a third conversation
+    opening as the first did then finds that opening cached."""
+    chat = HFChatModel(
+        model="t",
+        loaded=(make_model(tiny_tokenizer), tiny_tokenizer),
+        max_new_tokens=3,
+        prefix_cache=2,
+    )
+
+    def decisions(system: str, question: str, steps: int) -> None:
+        messages = [SystemMessage(system), HumanMessage(question)]
+        for step in range(steps):
+            chat.invoke(messages)  # keeps prompt + reply; the next prompt has another reply
+            messages = [*messages, AIMessage(f"step {step} done"), HumanMessage("Go on.")]
+
+    decisions("You plan trips. " * 12, "Book Paris.", 3)
+    decisions("You answer sums. " * 12, "Add 2 and 3.", 2)
+    opening = [SystemMessage("You plan trips. " * 12), HumanMessage("Book Rome.")]
+    _, _, ids = chat._prompt_ids(opening, None)
+    _, _, first = chat._prompt_ids([SystemMessage("You plan trips. " * 12)], None)
+    assert chat.uncached_prompt_tokens(opening) < len(ids) - len(first) + 8
+    assert len(chat._prefixes) == 2
+
+
 def test_length_finish_reason_when_budget_runs_out(taught):
     reply = taught.bind_tools([get_weather, get_time]).invoke(
         [HumanMessage(QUESTION)], max_new_tokens=12

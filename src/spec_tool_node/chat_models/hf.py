@@ -142,6 +142,25 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
+def _most_covered(prefixes: list[list[int]]) -> int:
+    """Which kept prefix to drop: the one (never the newest, last) with the fewest tokens that no
+    other kept prefix also starts with; the oldest of equals.
+
+    An agent's next prompt rarely extends its last reply token for token (the template renders a
+    tool call its own way), so each decision of a conversation keeps a new prefix that shares all
+    but its last reply with the one before. Dropping the oldest would let one long conversation
+    push every other one out (a new conversation with the same tools would then read its whole
+    prompt again); dropping the most covered keeps the newest state of each conversation.
+    """
+
+    def own(i: int) -> int:
+        return len(prefixes[i]) - max(
+            _common_prefix(prefixes[i], other) for j, other in enumerate(prefixes) if j != i
+        )
+
+    return min(range(len(prefixes) - 1), key=own)
+
+
 @dataclass
 class ContinuationScore:
     """How a model scores a given continuation under teacher forcing (one forward pass)."""
@@ -187,10 +206,12 @@ class HFChatModel(BaseChatModel):
             skipped when it is asked).
         dtype: torch dtype name used to load the weights.
         device: torch device; defaults to CUDA when available, else CPU.
-        prefix_cache: how many recent conversations' key/value caches to keep. An agent's next
+        prefix_cache: how many conversation prefixes' key/value caches to keep. An agent's next
             prompt extends its last one (reply and tool result appended), so a single-reply call
             prefills only the tokens after the longest cached prefix; ``0`` turns it off. The
-            reused count is in ``usage_metadata["input_token_details"]["cache_read"]``.
+            reused count is in ``usage_metadata["input_token_details"]["cache_read"]``. When
+            full, the prefix that the others cover most is dropped (an older state of a
+            conversation kept anew), so the latest state of each recent conversation stays.
         batch_size: prompts per left-padded ``generate`` in :meth:`batch`, :meth:`abatch` and
             :meth:`generate_many` (``1`` decodes one prompt at a time).
         assistant: a smaller local ``HFChatModel`` that drafts a few tokens ahead for each of
@@ -607,10 +628,13 @@ class HFChatModel(BaseChatModel):
     def _remember(self, ids: list[int], cache: Any, first: int | None = None) -> None:
         """Keep ``cache`` (over exactly ``ids``) for the next call whose prompt extends ``ids``,
         with ``first``, this model's greedy token after ``ids``, when the pass computed it."""
-        if not getattr(cache, "is_croppable", False):
+        if not self.prefix_cache or not getattr(cache, "is_croppable", False):
             return
         kept = [e for e in self._prefixes if e[0] != ids[: len(e[0])]]  # drop what ids extends
-        self._prefixes = [*kept, (ids, cache, first)][-self.prefix_cache :]
+        kept.append((ids, cache, first))
+        while len(kept) > self.prefix_cache:
+            del kept[_most_covered([known for known, _, _ in kept])]
+        self._prefixes = kept
 
     def _to_generation(
         self,
