@@ -239,6 +239,7 @@ REPORTS = (
     "trajectories_default_bundle_30",
     "trajectories_a_vs_f_first_decision",
     "trajectories_a_vs_f_cold_limit",
+    "trajectories_a_vs_f_kept_states",
 )
 
 
