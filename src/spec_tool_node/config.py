@@ -188,11 +188,8 @@ class CascadeConfig(BaseModel):
         """Whether a draft at a first-turn or a later decision can only be continued, never
         accepted as it stands: every one in mode F; a scored mode's where its threshold is above
         1. ``max_uncached_prompt_tokens`` applies there (when the strong model continues)."""
-        scorer = MODES[self.mode].scorer
-        scored = scorer in ("verifier", "judge", "gate")
-        return scorer == "lossless" or (
-            scored and accepts_nothing(self.draft_threshold(multi_turn))
-        )
+        lossless = MODES[self.mode].scorer == "lossless"
+        return lossless or accepts_nothing(self.draft_threshold(multi_turn))
 
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a
