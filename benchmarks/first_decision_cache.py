@@ -22,6 +22,7 @@ strong model kept of the draft, and the trajectory's savings against mode A's on
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 from spec_tool_node.bfcl.tasks import heldout_task_ids
@@ -69,14 +70,17 @@ def training_table(cache: Path) -> None:
 
 
 def trajectory_table(path: Path, against: Path, start: int) -> None:
-    a_savings = {r["task_id"]: r["summary"]["savings"] for r in read_records(against, strict=True)}
+    a_runs = {r["task_id"]: r["summary"] for r in read_records(against, strict=True)}
+    a_savings = {task: summary["savings"] for task, summary in a_runs.items()}
     number = {task: i for i, task in enumerate(heldout_task_ids(), start=1)}
     runs = sorted(read_records(path, strict=True), key=lambda r: number[r["task_id"]])
     print("| # | task | prompt tokens | cached by the strong model | kept / draft | against A |")
     print("|---:|---|---:|---:|---:|---:|")
+    listed = []
     for r in runs:
         if number[r["task_id"]] < start or r["task_id"] not in a_savings:
             continue
+        listed.append(r)
         first = r["ledger"][0]
         strong = next((c for c in first["calls"] if c["role"] == "strong"), None)
         if strong is None:
@@ -90,6 +94,16 @@ def trajectory_table(path: Path, against: Path, start: int) -> None:
         print(
             f"| {number[r['task_id']]} | {r['task_id']} | {strong['input_tokens']} | {share:.0%} | "
             f"{kept} | {r['summary']['savings'] - a_savings[r['task_id']]:+.3f} |"
+        )
+    if listed:
+        against_a = [r["summary"]["savings"] - a_savings[r["task_id"]] for r in listed]
+        cost = sum(r["summary"]["cost"] for r in listed)
+        cost_a = sum(a_runs[r["task_id"]]["cost"] for r in listed)
+        print(
+            f"\n{len(listed)} tasks against A: median {statistics.median(against_a):+.4f}, "
+            f"mean {statistics.mean(against_a):+.3f}, min {min(against_a):+.3f}; "
+            f"{sum(x > 0 for x in against_a)} saving, {sum(x < 0 for x in against_a)} losing; "
+            f"cost {cost / cost_a:.3f} of A's"
         )
 
 
