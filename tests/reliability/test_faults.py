@@ -28,7 +28,7 @@ from spec_tool_node.verifiers.base import Verdict, Verifier
 from tests.reliability.common import RAN, TOOLS, invoke, react_graph
 from tests.scripted import ScriptedChatModel, ScriptedVerifier, call, say
 
-TIMEOUT = 0.5
+TIMEOUT = 1.0
 """Per-call timeout: long enough that a healthy call on a loaded CPU never hits it."""
 HUNG_S = 3 * TIMEOUT
 GOOD = call("get_weather", city="Paris")
