@@ -203,12 +203,12 @@ def test_mode_f_later_decisions_may_be_the_strong_models_alone(strong, later):
     assert not CascadeConfig(multi_turn_speculative_fallback=False).continues_draft(True, True)
 
 
-@pytest.mark.parametrize("mode", ["F", "D"])
-def test_a_cold_prompt_is_not_drafted_for_when_a_draft_can_only_be_continued(strong, mode):
+@pytest.mark.parametrize(("mode", "threshold"), [("F", 0.5), ("D", ACCEPTS_NOTHING), ("D", 0.5)])
+def test_a_cold_prompt_is_not_drafted_for(strong, mode, threshold):
     """With ``max_uncached_prompt_tokens`` below the first prompt's length, the first decision
     (its prompt read cold) asks no draft; the second (its prompt mostly cached by the first)
-    drafts and continues. The actions stay mode A's. In mode D the rule applies where no draft
-    can be accepted (threshold above 1)."""
+    drafts and continues. The actions stay mode A's. In mode D the rule applies whether or not
+    a draft could be accepted (here the verifier rejects every draft)."""
     script = [call("get_weather", city="Paris"), call("get_weather", city="Rome")]
     strong.clear_prefix_cache()
     cold = strong.uncached_prompt_tokens(QUESTION, [get_weather])
@@ -218,21 +218,21 @@ def test_a_cold_prompt_is_not_drafted_for_when_a_draft_can_only_be_continued(str
         node = SpeculativeActionNode(
             proposer=ScriptedChatModel(name="cheap", script=list(script)),
             strong=strong,
-            verifier=ScriptedVerifier([1.0]),
+            verifier=ScriptedVerifier([0.0]),
             tools=[get_weather],
             config=config,
         )
         return _agent_ledger(node)
 
-    threshold = 0.5 if mode == "F" else ACCEPTS_NOTHING
     ledger = run(CascadeConfig(mode=mode, threshold=threshold, max_uncached_prompt_tokens=cold - 1))
     first, second, *_ = ledger
     assert ([c.purpose for c in first.calls], first.path) == (["act"], "strong")
     assert first.reject_reason.startswith(f"cold prompt: the strong model would read {cold} ")
-    assert [c.purpose for c in second.calls][:2] == ["draft", "continue"]
+    drafted = [c.purpose for c in second.calls if c.purpose != "verify"]
+    assert drafted[:2] == ["draft", "continue"]
     assert [t.action for t in ledger] == [t.action for t in run(CascadeConfig(mode="A"))]
-    drafted = run(CascadeConfig(mode=mode, threshold=threshold, max_uncached_prompt_tokens=cold))
-    assert [c.purpose for c in drafted[0].calls] == ["draft", "continue"]
+    ledger = run(CascadeConfig(mode=mode, threshold=threshold, max_uncached_prompt_tokens=cold))
+    assert [c.purpose for c in ledger[0].calls if c.purpose != "verify"] == ["draft", "continue"]
 
 
 def test_a_cold_prompt_is_not_drafted_for_on_the_async_path(strong):
@@ -267,19 +267,27 @@ def test_a_strong_model_that_cannot_tell_its_cache_is_drafted_for(strong, monkey
     assert "could not tell how much of the prompt" in caplog.text
 
 
-def test_an_open_decision_drafts_whatever_the_prompt(strong):
-    """Where the verifier may accept the draft (mode D, threshold at most 1), an accepted draft
-    saves a whole strong call whatever the prompt costs to read: the proposer is asked."""
-    strong.clear_prefix_cache()
-    node = SpeculativeActionNode(
-        proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
-        strong=strong,
-        verifier=ScriptedVerifier([0.9]),
-        tools=[get_weather],
-        config=CascadeConfig(mode="D", max_uncached_prompt_tokens=0),
-    )
-    _, turn = decide_once(node)
-    assert (turn.path, [c.purpose for c in turn.calls]) == ("accepted", ["draft", "verify"])
+def test_an_open_decision_skips_a_cold_prompt_too(strong):
+    """Where the verifier may accept the draft (mode D, threshold at most 1), a draft pays on a
+    cold prompt only when it is accepted and right: above the limit the proposer and the
+    verifier are not asked, and the strong model acts alone, as in mode A."""
+
+    def turn(limit: int | None):
+        strong.clear_prefix_cache()
+        node = SpeculativeActionNode(
+            proposer=ScriptedChatModel(name="cheap", script=[call("get_weather", city="Paris")]),
+            strong=strong,
+            verifier=ScriptedVerifier([0.9]),
+            tools=[get_weather],
+            config=CascadeConfig(mode="D", max_uncached_prompt_tokens=limit),
+        )
+        return decide_once(node)[1]
+
+    cold = turn(0)
+    assert (cold.path, [c.purpose for c in cold.calls]) == ("strong", ["act"])
+    assert cold.reject_reason.startswith("cold prompt: the strong model would read ")
+    drafted = turn(None)
+    assert (drafted.path, [c.purpose for c in drafted.calls]) == ("accepted", ["draft", "verify"])
 
 
 def _agent_ledger(node: SpeculativeActionNode) -> list:

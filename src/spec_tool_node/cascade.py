@@ -185,14 +185,14 @@ def decide(
     # a decision that accepts no draft, for a strong model that will not continue one, has no
     # use for a draft at all: asking the proposer would only add its cost
     judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
-    only_continued = config.drafts_only_to_continue(multi_turn)
-    unused = only_continued and not continues
-    cold = None  # a continuation would read this much of the prompt: too much for a draft to pay
+    unused = config.drafts_only_to_continue(multi_turn) and not continues
+    count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
+    cold = None  # the strong model would read this much of the prompt cold: no draft pays there
     limit = config.max_uncached_prompt_tokens
-    if only_continued and continues and has_strong and limit is not None:
+    if count and has_strong and limit is not None:
         uncached: int | None = yield Uncached()
         cold = uncached if uncached is not None and uncached > limit else None
-    count = 0 if (unused or cold is not None) and has_strong else spec.draft_count(config.n_drafts)
+        count = 0 if cold is not None else count
     ahead = lossless and config.prefill_ahead
     drafts: list[Draft] = (yield Propose(count, prefill=ahead)) if count else []
     for draft in drafts:
@@ -290,7 +290,7 @@ def _closed(action: Action, config: CascadeConfig, threshold: float) -> str | No
 _COLD = (
     "cold prompt: the strong model would read {cold} prompt tokens that no cache holds (more "
     "than max_uncached_prompt_tokens, {limit}), which a continuation reads too, so a draft could "
-    "not repay the proposer: none was asked for"
+    "not repay the proposer and its check: none was asked for"
 )
 
 

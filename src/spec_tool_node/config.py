@@ -101,16 +101,17 @@ class CascadeConfig(BaseModel):
             above 1, or any draft in mode F) costs more than its continuation saves: with this
             off, the proposer is not asked at all and the strong model acts alone, as in mode A
             (so mode F stays lossless).
-        max_uncached_prompt_tokens: at a decision whose draft can only be continued (every one
-            in mode F; a fallback's where no draft can be accepted), the proposer is not asked
-            when the strong model would read more than this many prompt tokens that no prefix
-            cache holds (``HFChatModel.uncached_prompt_tokens``); the strong model then acts
-            alone. A continuation reads those tokens as writing from scratch does, so on a long
-            cold prompt the decoding steps a kept draft saves cannot repay the draft (an
-            agent's first decision on a 4,000-token prompt: 1.10 of one strong action, read
-            cold; 0.80 with the prompt cached). ``None`` always drafts; a strong model that
+        max_uncached_prompt_tokens: the proposer is not asked when the strong model would read
+            more than this many prompt tokens that no prefix cache holds
+            (``HFChatModel.uncached_prompt_tokens``); the strong model then acts alone. A
+            continuation reads those tokens as writing from scratch does, so on a long cold
+            prompt the decoding steps a kept draft saves cannot repay the draft (an agent's first
+            decision on a 4,000-token prompt: 1.10 of one strong action, read cold; 0.80 with
+            the prompt cached); a draft that a score may accept pays there only when it is
+            accepted and right, and on the training side none was both above the bundle's limit
+            (``benchmarks/results/cold_prompt/``). ``None`` always drafts; a strong model that
             cannot tell is asked no question and the proposer drafts. Calibrate it on your own
-            continuations (``benchmarks/cold_prompt_limit.py``).
+            decisions (``benchmarks/cold_prompt_limit.py``).
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
@@ -187,7 +188,7 @@ class CascadeConfig(BaseModel):
     def drafts_only_to_continue(self, multi_turn: bool) -> bool:
         """Whether a draft at a first-turn or a later decision can only be continued, never
         accepted as it stands: every one in mode F; a scored mode's where its threshold is above
-        1. ``max_uncached_prompt_tokens`` applies there (when the strong model continues)."""
+        1. Where the strong model will not continue it either, no draft is asked for."""
         lossless = MODES[self.mode].scorer == "lossless"
         return lossless or accepts_nothing(self.draft_threshold(multi_turn))
 
@@ -199,8 +200,8 @@ class CascadeConfig(BaseModel):
         Read from the mode table: the models the mode requires or uses when given, the
         thresholds of its scorer, sampling only when it drafts more than once, the fallback
         options only when a draft can be rejected for the strong model (in mode F, only the
-        later decisions' switch), the cold-prompt limit only where some decision's draft can
-        only be continued. Left out:
+        later decisions' switch), the cold-prompt limit only where some decision asks the
+        proposer beside a strong model. Left out:
         ``prefill_ahead`` (it changes when the strong model reads, not what any model writes),
         ``cost_model`` (saved calls keep their tokens and times, and are re-priced:
         :meth:`CostModel.repriced`), and fields added after runs were saved while they decide
@@ -222,11 +223,11 @@ class CascadeConfig(BaseModel):
         if spec.scorer == "none" or not spec.has_strong:
             drop.add("multi_turn_speculative_fallback")
         lossless = spec.scorer == "lossless"
-        if not spec.has_strong or not any(
-            self.drafts_only_to_continue(later) and self.continues_draft(later, lossless)
+        if not (spec.has_strong and spec.draft_count(self.n_drafts)) or all(
+            self.drafts_only_to_continue(later) and not self.continues_draft(later, lossless)
             for later in (False, True)
         ):
-            drop.add("max_uncached_prompt_tokens")  # no decision it would ask about
+            drop.add("max_uncached_prompt_tokens")  # no decision drafts: none would ask
         return self.model_dump(mode="json", exclude=drop)
 
     def save(self, path: str | Path) -> None:

@@ -207,16 +207,19 @@ def test_a_trajectory_cache_is_keyed_by_what_its_mode_decides_by(tmp_path):
     assert a == _trajectory_key(args, mode="A", strong=strong, accept_calls=False)
     assert a == _trajectory_key(args, mode="A", strong=strong, max_uncached_prompt_tokens=100)
     assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=None) == key_d
-    # the cold-prompt limit: only where some draft can only be continued
-    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=100) == key_d
+    # the cold-prompt limit: wherever a decision drafts beside a strong model
+    assert _trajectory_key(args, mode="D", **d, max_uncached_prompt_tokens=100) != key_d
+    b = {"mode": "B", "proposer": cheap}
+    assert _trajectory_key(args, **b, max_uncached_prompt_tokens=100) == _trajectory_key(args, **b)
     closed = {**d, "multi_turn_threshold": 1.01}
     assert _trajectory_key(args, mode="D", **closed, max_uncached_prompt_tokens=100) != (
         _trajectory_key(args, mode="D", **closed)
     )
+    # no decision drafts: every threshold above 1 and no fallback continues a draft
+    silent = {**closed, "threshold": 1.01, "speculative_fallback": False}
     assert _trajectory_key(
-        args, mode="D", **closed, multi_turn_speculative_fallback=False,
-        max_uncached_prompt_tokens=100,
-    ) == _trajectory_key(args, mode="D", **closed, multi_turn_speculative_fallback=False)  # fmt: skip
+        args, mode="D", **silent, max_uncached_prompt_tokens=100
+    ) == _trajectory_key(args, mode="D", **silent)  # fmt: skip
     assert _trajectory_key(args, mode="E", **d) != _trajectory_key(args, mode="E", n_drafts=5, **d)
     f = {"mode": "F", "strong": strong, "proposer": cheap}
     assert _trajectory_key(args, **f) == _trajectory_key(
@@ -275,3 +278,25 @@ def test_committed_trajectory_commands_find_their_committed_caches(report, monke
 
 def _no_model(*args: object, **kwargs: object) -> None:
     raise AssertionError("a committed trajectory report needed a model: its cache missed")
+
+
+def test_a_later_segment_of_trajectories_runs_alone(monkeypatch, tmp_path, capsys):
+    """``--first-trajectory K`` runs tasks K..N only (here all cached: no model is loaded), and
+    its command says so; a K outside 1..N is refused with the flag's name."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(ModelPool, "node", _no_model)
+    out = tmp_path / "segment"
+    words = [
+        "eval", "--data", "bfcl-trajectories", "--bundle", "benchmarks/results/default_bundle",
+        "--trajectories", "30", "--trajectory-modes", "A", "--float32-logits",
+        "--cache", "benchmarks/results/bfcl/cache_kept_states", "--out", str(out),
+    ]  # fmt: skip
+    assert main([*words, "--first-trajectory", "28"]) == 0
+    from spec_tool_node.bfcl.tasks import heldout_task_ids
+
+    rows = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == heldout_task_ids(30)[27:]
+    assert "--trajectories 30 --first-trajectory 28" in (out / "trajectories.md").read_text()
+    assert main([*words, "--first-trajectory", "31"]) == 2
+    assert "--first-trajectory 31: must be from 1 to --trajectories (30)" in capsys.readouterr().err

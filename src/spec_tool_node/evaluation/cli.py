@@ -357,6 +357,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         f"{TRAJECTORY_DATASET}: only these)",
     )
     p.add_argument(
+        "--first-trajectory",
+        type=int,
+        default=1,
+        metavar="K",
+        help="start at the K-th of the N held-out tasks (default 1): a later segment of a long "
+        "run in a process of its own, its results cached beside the first segment's",
+    )
+    p.add_argument(
         "--trajectory-categories",
         default=",".join(MULTI_TURN_CATEGORIES),
         help="comma-separated multi-turn categories the tasks are taken from, in turn "
@@ -396,7 +404,11 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
     modes = _modes(args.trajectory_modes) if args.trajectory_modes else [config.mode]
     require_models(modes, config, "trajectory modes")
     categories = [c.strip() for c in args.trajectory_categories.split(",") if c.strip()]
-    task_ids = heldout_task_ids(n, categories)
+    if not 1 <= args.first_trajectory <= n:
+        raise DatasetError(
+            f"--first-trajectory {args.first_trajectory}: must be from 1 to --trajectories ({n})"
+        )
+    task_ids = heldout_task_ids(n, categories)[args.first_trajectory - 1 :]
     policy = load_policy(args.policy, config)
     models = ModelPool(config, settings)
     results: list[TrajectoryResult] = []
@@ -407,7 +419,8 @@ def run_trajectory_cli(args: argparse.Namespace, *, append_report: bool = False)
         ) -> SpeculativeActionNode:
             return models.node(mode, tools, policy=policy, system_prompt=args.system_prompt)
 
-        print(f"trajectories: {len(task_ids)} held-out multi-turn tasks in mode {mode}")
+        first = f" (from task {args.first_trajectory})" if args.first_trajectory > 1 else ""
+        print(f"trajectories: {len(task_ids)} held-out multi-turn tasks{first} in mode {mode}")
         results += run_trajectories(
             task_ids,
             factory,
@@ -460,6 +473,8 @@ def _cache_file(args: argparse.Namespace, config: CascadeConfig) -> Path:
 
 def _trajectory_flags(args: argparse.Namespace) -> str:
     parts = ["--trajectories", str(args.trajectories or args.limit)]
+    if args.first_trajectory != 1:
+        parts += ["--first-trajectory", str(args.first_trajectory)]
     if args.trajectory_categories != ",".join(MULTI_TURN_CATEGORIES):
         parts += ["--trajectory-categories", args.trajectory_categories]
     if args.trajectory_modes:
