@@ -107,11 +107,12 @@ class CascadeConfig(BaseModel):
             continuation reads those tokens as writing from scratch does, so on a long cold
             prompt the decoding steps a kept draft saves cannot repay the draft (an agent's first
             decision on a 4,000-token prompt: 1.10 of one strong action, read cold; 0.80 with
-            the prompt cached); a draft that a score may accept pays there only when it is
-            accepted and right, and on the training side none was both above the bundle's limit
-            (``benchmarks/results/cold_prompt/``). ``None`` always drafts; a strong model that
-            cannot tell is asked no question and the proposer drafts. Calibrate it on your own
-            decisions (``benchmarks/cold_prompt_limit.py``).
+            the prompt cached); a draft that a score may accept pays there only by being
+            accepted (on the training side an agent's first drafts above the default bundle's
+            limit were all calls, which it never accepts: ``benchmarks/results/cold_prompt/``).
+            ``None`` always drafts; a strong model that cannot tell is asked no question and the
+            proposer drafts. Calibrate it on your own decisions
+            (``benchmarks/cold_prompt_limit.py``, ``benchmarks/cold_open_drafts.py``).
         prefill_ahead: in mode F, the strong model reads the prompt while the proposer drafts
             (``HFChatModel.prefill``), so its check of the draft starts from the first token
             that pass chose and reads only the draft: the overlap saves wall time where the two
