@@ -35,3 +35,21 @@ def test_the_limit_keeps_warm_first_decisions_and_skips_cold_ones(tmp_path):
     assert loaded.config.max_uncached_prompt_tokens == limit
     assert str(limit) in (bundle / "README.md").read_text()
     assert loaded.card["max_uncached_prompt_tokens"].startswith(f"{limit}: where a draft")
+
+
+def test_the_drafts_above_the_limit_are_found_in_every_cache():
+    """``cold_open_drafts.py`` looks at each training-side greedy draft whose prompt is longer
+    than the limit, once, from every cache it is given (the models run only on those)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from cold_open_drafts import long_drafts
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    results = ROOT / "benchmarks" / "results"
+    caches = [results / "probe" / "cache_train", CACHE, results / "cold_prompt" / "cache"]
+    found = long_drafts(caches, 1862)
+    assert len(found) == 24 and all(d["input_tokens"] > 1862 for d in found.values())
+    assert sum("/" in key for key in found) == 12  # the agents' first decisions
+    assert len(long_drafts(caches, 6528)) == 0
+    rows = (results / "cold_prompt" / "open_drafts" / "rows.jsonl").read_text().splitlines()
+    assert sorted(json.loads(row)["id"] for row in rows) == sorted(found)
