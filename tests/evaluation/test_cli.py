@@ -243,6 +243,7 @@ REPORTS = (
     "trajectories_a_vs_f_first_decision",
     "trajectories_a_vs_f_cold_limit",
     "trajectories_a_vs_f_kept_states",
+    "trajectories_a_vs_d_kept_states",
 )
 
 
