@@ -113,9 +113,9 @@ def main() -> None:
     if args.write:
         sources = " ".join(f"--cache {c}" for c in args.cache)
         why = (
-            f"{limit}: where a draft can only be continued (mode F; a fallback that accepts "
-            "nothing), the proposer is not asked when the strong model would read more prompt "
-            f"tokens than this that no prefix cache holds. Chosen on {n} training-side mode-F "
+            f"{limit}: at a decision that would draft beside a strong model, the proposer is "
+            "not asked when the strong model would read more prompt tokens than this that no "
+            f"prefix cache holds. Chosen on {n} training-side mode-F "
             f"decisions (no held-out data): the largest summed saving; any value from "
             f"{kept_up_to} to {skipped_from - 1} saves the same there (mean cost "
             f"{statistics.fmean(r['cost'] for r in rows):.3f} of a strong action drafting "

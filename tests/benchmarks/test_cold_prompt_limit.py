@@ -34,7 +34,7 @@ def test_the_limit_keeps_warm_first_decisions_and_skips_cold_ones(tmp_path):
     loaded = Bundle.from_pretrained(bundle)
     assert loaded.config.max_uncached_prompt_tokens == limit
     assert str(limit) in (bundle / "README.md").read_text()
-    assert loaded.card["max_uncached_prompt_tokens"].startswith(f"{limit}: where a draft")
+    assert loaded.card["max_uncached_prompt_tokens"].startswith(f"{limit}: at a decision")
 
 
 def test_the_drafts_above_the_limit_are_found_in_every_cache():
