@@ -53,8 +53,8 @@ def main() -> None:
 
     config = Bundle.from_pretrained(args.bundle).config
     limit = config.max_uncached_prompt_tokens
-    if limit is None or config.verifier is None:
-        raise SystemExit(f"{args.bundle}: needs max_uncached_prompt_tokens and a verifier")
+    if limit is None or config.verifier is None or config.strong is None:
+        raise SystemExit(f"{args.bundle}: needs a cold-prompt limit, a verifier and a strong model")
     drafts = long_drafts(args.cache, limit)
     examples = {}
     for category in sorted({category_of(i)[0] for i in drafts if "/" not in i}):
@@ -64,7 +64,7 @@ def main() -> None:
     from spec_tool_node.verifiers.probe import load_verifier
 
     verifier = load_verifier(config.verifier.model, config.verifier.adapter)
-    strong = HFChatModel(model=config.strong.model if config.strong else "", float32_logits=True)
+    strong = HFChatModel(model=config.strong.model, float32_logits=True)
     rows = []
     for key, draft in sorted(drafts.items(), key=lambda kv: kv[1]["input_tokens"]):
         row = {"id": key, "prompt_tokens": draft["input_tokens"]}

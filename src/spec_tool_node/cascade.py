@@ -182,10 +182,10 @@ def decide(
         raise ConfigError(_NO_CONTINUATION)
     threshold = config.draft_threshold(multi_turn)
     continues = can_continue and config.continues_draft(multi_turn, lossless)
+    judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
     # a decision that accepts no draft, for a strong model that will not continue one, has no
     # use for a draft at all: asking the proposer would only add its cost
-    judged = spec.scorer in ("verifier", "judge", "gate")  # a score may accept a draft
-    unused = config.drafts_only_to_continue(multi_turn) and not continues
+    unused = not config.wants_draft(multi_turn, continues)
     count = 0 if unused and has_strong else spec.draft_count(config.n_drafts)
     cold = None  # the strong model would read this much of the prompt cold: no draft pays there
     limit = config.max_uncached_prompt_tokens

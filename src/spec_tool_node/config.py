@@ -189,9 +189,17 @@ class CascadeConfig(BaseModel):
     def drafts_only_to_continue(self, multi_turn: bool) -> bool:
         """Whether a draft at a first-turn or a later decision can only be continued, never
         accepted as it stands: every one in mode F; a scored mode's where its threshold is above
-        1. Where the strong model will not continue it either, no draft is asked for."""
+        1. Where the strong model will not continue it either, no draft is asked for
+        (:meth:`wants_draft`)."""
         lossless = MODES[self.mode].scorer == "lossless"
         return lossless or accepts_nothing(self.draft_threshold(multi_turn))
+
+    def wants_draft(self, multi_turn: bool, continues: bool) -> bool:
+        """Whether a decision has any use for a draft: a score may accept it, or the strong
+        model continues it (``continues``). The one rule for whether the proposer is asked
+        (``cascade.decide``) and whether ``max_uncached_prompt_tokens`` can matter
+        (:meth:`result_fields`)."""
+        return continues or not self.drafts_only_to_continue(multi_turn)
 
     def result_fields(self) -> dict[str, Any]:
         """The fields this config's mode decides by, as JSON: what the actions and calls of a
@@ -224,10 +232,8 @@ class CascadeConfig(BaseModel):
         if spec.scorer == "none" or not spec.has_strong:
             drop.add("multi_turn_speculative_fallback")
         lossless = spec.scorer == "lossless"
-        if not (spec.has_strong and spec.draft_count(self.n_drafts)) or all(
-            self.drafts_only_to_continue(later) and not self.continues_draft(later, lossless)
-            for later in (False, True)
-        ):
+        drafting = (self.wants_draft(t, self.continues_draft(t, lossless)) for t in (False, True))
+        if not (spec.has_strong and spec.draft_count(self.n_drafts) and any(drafting)):
             drop.add("max_uncached_prompt_tokens")  # no decision drafts: none would ask
         return self.model_dump(mode="json", exclude=drop)
 
