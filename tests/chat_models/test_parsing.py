@@ -168,3 +168,13 @@ def test_a_call_followed_by_a_made_up_result_is_no_answer(fenced):
     (bad,) = reply.invalid_tool_calls
     assert bad["error"] == "JSON beside a call is no call" and "No such file" in bad["args"]
     assert reply.content == ""
+
+
+def test_a_value_that_looks_like_a_control_token_is_kept():
+    """Hypothesis found it: a call whose argument holds ``<|_|>`` lost it to the stripping of
+    chat-control tokens around a call; JSON that reads as written is taken as written."""
+    calls = [{"name": "A", "args": {"0": "<|_|>"}}]
+    for form in call_forms(calls):
+        assert [(c["name"], c["args"]) for c in parse_reply(form).tool_calls] == [
+            ("A", {"0": "<|_|>"})
+        ], form

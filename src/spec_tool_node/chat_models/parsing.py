@@ -177,8 +177,11 @@ def parse_reply(text: str) -> ParsedReply:
         return reply
 
     # chat-control tokens a small model writes around a call instead of the template's tags
-    # (``<|im_start|>{"name": ...}<|im_start|>``) are no part of what it says
-    stripped = _CONTROL.sub("\n", text).strip()
+    # (``<|im_start|>{"name": ...}<|im_start|>``) are no part of what it says; JSON that reads
+    # as written keeps them (an argument value may hold the same characters)
+    stripped = text.strip()
+    if _decode_all(stripped) is None:
+        stripped = _CONTROL.sub("\n", stripped).strip()
     if stripped[:1] in "{[" and _parse_blob(stripped, reply, must_be_call=False):
         reply.content = ""
     return reply
